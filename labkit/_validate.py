@@ -1,0 +1,129 @@
+"""Input checks shared by every public labkit function.
+
+Each check raises a ``ValueError`` (or ``TypeError`` for the wrong kind of object) whose message names the
+argument, the value it got and what is allowed, so a learner never has to read a traceback from deep
+inside torch to find out what went wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+__all__ = [
+    "check_alpha",
+    "check_choice",
+    "check_class_counts",
+    "check_fraction",
+    "check_logits",
+    "check_logits_pair",
+    "check_positive_int",
+    "check_targets",
+    "check_temperature",
+]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_temperature(temperature: float, name: str = "temperature") -> float:
+    """A softmax temperature must be a finite number > 0 (T = 1 is the plain softmax)."""
+    if not _is_number(temperature) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(
+            f"{name} must be a finite number > 0 (typical values 1-20; T=1 is the plain softmax), "
+            f"got {temperature!r}. A temperature of 0 would divide the logits by zero."
+        )
+    return float(temperature)
+
+
+def check_fraction(value: float, name: str) -> float:
+    """A weight in the closed interval [0, 1]."""
+    if not _is_number(value) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+    return float(value)
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """The KD weight alpha mixes (1 - alpha) * CE + alpha * T^2 * KL, so it lives in [0, 1]."""
+    if not _is_number(alpha) or not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"{name} must be in [0, 1] (the loss is (1 - alpha) * CE + alpha * T^2 * KL; "
+            f"alpha=0 is plain cross-entropy, alpha=1 pure distillation), got {alpha!r}."
+        )
+    return float(alpha)
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def check_choice(value: str, choices: Iterable[str] | Mapping[str, Any], name: str) -> str:
+    """``value`` must be one of ``choices`` (a registry's keys); the message lists them."""
+    options = sorted(choices.keys() if isinstance(choices, Mapping) else choices)
+    if value not in options:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}.")
+    return value
+
+
+def check_logits(logits: Any, name: str = "logits") -> torch.Tensor:
+    """Logits are a floating tensor of shape (batch, num_classes)."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (batch, num_classes), got {type(logits).__name__}."
+        )
+    if logits.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, num_classes), got shape {tuple(logits.shape)}.")
+    if not logits.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}.")
+    return logits
+
+
+def check_logits_pair(student_logits: Any, teacher_logits: Any) -> None:
+    """Student and teacher logits must describe the same batch over the same classes."""
+    check_logits(student_logits, "student_logits")
+    check_logits(teacher_logits, "teacher_logits")
+    (bs, ks), (bt, kt) = student_logits.shape, teacher_logits.shape
+    if ks != kt:
+        raise ValueError(
+            f"teacher has {kt} classes but student has {ks}: distillation compares distributions over the same "
+            "label space. Map the teacher's classes onto the student's first (or give the student "
+            f"{kt} outputs)."
+        )
+    if bs != bt:
+        raise ValueError(
+            f"student_logits and teacher_logits have different batch sizes ({bs} vs {bt}); "
+            "they must come from the same inputs."
+        )
+
+
+def check_targets(targets: Any, batch: int, num_classes: int, allow_unlabelled: bool = True) -> torch.Tensor:
+    """Integer class indices of shape (batch,); -1 marks an unlabelled transfer-set example."""
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 1:
+        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a 1-D tensor of class indices (batch,), got {shape}.")
+    if targets.is_floating_point():
+        raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}.")
+    if targets.numel() != batch:
+        raise ValueError(f"targets has {targets.numel()} entries but the logits have batch size {batch}.")
+    low = -1 if allow_unlabelled else 0
+    if targets.numel() and (int(targets.min()) < low or int(targets.max()) >= num_classes):
+        allowed = f"-1 (unlabelled) or 0..{num_classes - 1}" if allow_unlabelled else f"0..{num_classes - 1}"
+        raise ValueError(
+            f"targets must be class indices in {allowed}, got values in [{int(targets.min())}, {int(targets.max())}]."
+        )
+    return targets
+
+
+def check_class_counts(teacher_classes: int, student_classes: int) -> None:
+    """A teacher and a student built for different numbers of classes cannot be distilled directly."""
+    if teacher_classes != student_classes:
+        raise ValueError(
+            f"teacher has {teacher_classes} classes but student has {student_classes}: distillation compares "
+            "distributions over the same label space."
+        )

@@ -1,0 +1,125 @@
+"""Run profiles: one knob (``PROFILE``) scales every notebook from a CI smoke test to the reference run.
+
+* ``smoke``   - CI: offline, scikit-learn digits, seconds per notebook on a 2-core CPU.
+* ``default`` - the real lesson on a laptop CPU or a Colab GPU: Fashion-MNIST (real data, falls back to
+  digits loudly when it cannot be loaded), a few minutes per notebook.
+* ``full``    - a GPU: CIFAR-10 with a ResNet teacher, the numbers in ``results/REFERENCE.md``.
+
+Notebooks read their settings from ``get_profile(PROFILE)`` and may override single fields
+(``get_profile("default", student_epochs=3)``). The environment variable ``LABKIT_PROFILE`` overrides the
+notebook's choice (used by the nbval run in CI); the override is announced, never silent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from ._validate import check_choice
+
+__all__ = ["PROFILES", "Profile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between a smoke run and a full run. Field names match notebook parameters."""
+
+    name: str
+    dataset: str  # "digits" | "fashion_mnist" | "cifar10"
+    max_train: int | None  # cap on training images (class-stratified), None = all
+    max_test: int | None
+    seeds: tuple[int, ...]  # student runs are repeated over these seeds (mean +- std)
+    teacher_model: str  # a key of labkit.models.MODELS
+    teacher_kwargs: dict = field(default_factory=dict)
+    student_model: str = "cnn"
+    student_kwargs: dict = field(default_factory=dict)
+    tiny_student_model: str = "mlp"  # the capacity-gap student of lesson 02
+    tiny_student_kwargs: dict = field(default_factory=dict)
+    teacher_epochs: int = 10
+    student_epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    labels_per_class: int = 20  # few-labels experiment: labelled examples per class
+    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # sweeps
+    alphas: tuple[float, ...] = (0.0, 0.5, 0.9)
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        dataset="digits",
+        max_train=None,
+        max_test=None,
+        seeds=(0, 1),
+        teacher_model="resnet",
+        teacher_kwargs={"width": 8, "blocks": (1, 1, 1)},
+        student_model="cnn",
+        student_kwargs={"width": 4, "stages": 3},
+        tiny_student_kwargs={"hidden": (8,)},
+        teacher_epochs=4,
+        student_epochs=3,
+        batch_size=64,
+        labels_per_class=5,
+        temperatures=(1.0, 4.0),
+        alphas=(0.0, 0.9),
+        description="CI: offline digits, tiny models, seconds on a 2-core CPU",
+    ),
+    "default": Profile(
+        name="default",
+        dataset="fashion_mnist",
+        max_train=20_000,
+        max_test=5_000,
+        seeds=(0, 1, 2),
+        teacher_model="resnet",
+        teacher_kwargs={"width": 16, "blocks": (1, 1, 1)},
+        student_model="cnn",
+        student_kwargs={"width": 4, "stages": 3},
+        tiny_student_kwargs={"hidden": (16,)},
+        teacher_epochs=6,
+        student_epochs=8,
+        batch_size=128,
+        labels_per_class=20,
+        description="laptop CPU or Colab GPU: Fashion-MNIST, minutes per notebook",
+    ),
+    "full": Profile(
+        name="full",
+        dataset="cifar10",
+        max_train=None,
+        max_test=None,
+        seeds=(0, 1, 2),
+        teacher_model="resnet",
+        teacher_kwargs={"width": 32, "blocks": (2, 2, 2)},
+        student_model="cnn",
+        student_kwargs={"width": 16, "stages": 3},
+        tiny_student_kwargs={"hidden": (64,)},
+        teacher_epochs=30,
+        student_epochs=30,
+        batch_size=256,
+        labels_per_class=100,
+        temperatures=(1.0, 2.0, 4.0, 8.0, 16.0),
+        alphas=(0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+        description="GPU: CIFAR-10, ResNet teacher, the reference results",
+    ),
+}
+
+
+def get_profile(name: str = "default", **overrides) -> Profile:
+    """The profile called ``name`` (or ``$LABKIT_PROFILE`` when set), with single fields overridden.
+
+    >>> get_profile("smoke", student_epochs=1).student_epochs
+    1
+    """
+    env = os.environ.get("LABKIT_PROFILE")
+    if env and env != name:
+        check_choice(env, PROFILES, "profile (from $LABKIT_PROFILE)")
+        print(f"[labkit] PROFILE={name!r} overridden by the environment: LABKIT_PROFILE={env!r}")
+        name = env
+    check_choice(name, PROFILES, "profile")
+    profile = PROFILES[name]
+    known = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {unknown}; fields are: {', '.join(sorted(known))}.")
+    return dataclasses.replace(profile, **overrides)

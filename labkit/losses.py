@@ -1,0 +1,209 @@
+"""Distillation objectives, one small function or module each, chosen through ``OBJECTIVES``.
+
+Every objective takes student outputs first and teacher outputs second. The pitfalls they avoid are the
+ones published tutorials keep shipping (see ``labkit.pitfalls`` for the buggy versions, reproduced on
+purpose):
+
+* ``nn.KLDivLoss`` / ``F.kl_div`` expects **log-probabilities** for its input and probabilities for its
+  target. Feeding raw logits gives a number, but not a KL divergence.
+* ``reduction="batchmean"`` is the mathematical KL averaged over examples; ``"mean"`` divides by
+  ``batch * num_classes`` as well, silently shrinking the loss by the number of classes.
+* Softening both distributions by ``T`` scales the gradient of the KL term by ``1 / T**2``; multiplying by
+  ``T**2`` keeps the soft and hard terms on the same scale when ``T`` changes (Hinton et al., 2015, Sec. 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import (
+    check_alpha,
+    check_choice,
+    check_logits,
+    check_logits_pair,
+    check_positive_int,
+    check_targets,
+    check_temperature,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "HintLoss",
+    "attention_map",
+    "attention_transfer_loss",
+    "get_objective",
+    "hinton_kd_loss",
+    "kd_kl_loss",
+    "soft_targets",
+]
+
+
+def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softened class probabilities ``softmax(z / T)``.
+
+    Shapes: logits ``(B, K)`` -> probabilities ``(B, K)``, each row sums to 1. ``T > 1`` spreads mass onto
+    the non-argmax classes ("dark knowledge"); ``T -> 0`` approaches one-hot; ``T = 1`` is the softmax.
+    """
+    check_logits(logits)
+    t = check_temperature(temperature)
+    return F.softmax(logits.float() / t, dim=-1)
+
+
+def kd_kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
+) -> torch.Tensor:
+    r"""Soft-target loss of Hinton et al. (2015), "Distilling the Knowledge in a Neural Network".
+
+    .. math::  L_{KD} = T^2 \cdot \frac{1}{B} \sum_b KL\big(p_t^T(b) \,\|\, p_s^T(b)\big),
+               \quad p^T = \mathrm{softmax}(z / T)
+
+    Shapes: ``student_logits`` and ``teacher_logits`` ``(B, K)`` -> scalar. The teacher side is detached
+    (no gradient flows into the teacher). Computed in float32 from log-probabilities on both sides
+    (``log_target=True``), which stays finite for extreme logits in fp16/bf16 inputs.
+
+    Pitfalls avoided: log-probabilities (not logits) for the student, ``batchmean`` (not ``mean``), and the
+    ``T**2`` factor that keeps gradient magnitudes independent of ``T``.
+    """
+    check_logits_pair(student_logits, teacher_logits)
+    t = check_temperature(temperature)
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, K)
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, K)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def hinton_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+) -> torch.Tensor:
+    r"""Hinton's combined objective: hard-label cross-entropy plus the soft-target KL.
+
+    .. math::  L = (1 - \alpha)\, CE(y, \mathrm{softmax}(z_s)) + \alpha\, T^2\, KL(p_t^T \| p_s^T)
+
+    Shapes: logits ``(B, K)``, ``targets`` ``(B,)`` int64 class indices. Examples with target ``-1`` are
+    unlabelled (a transfer set): they contribute to the KL term only, and the CE term averages over the
+    labelled examples (0 when a batch has none). ``alpha`` must be in [0, 1]: ``alpha=0`` is plain
+    training from labels, ``alpha=1`` pure distillation.
+
+    Pitfall avoided: the CE term is ``+CE`` computed with ``F.cross_entropy`` on raw logits (a negated CE
+    or CE on probabilities are common bugs; see ``labkit.pitfalls``).
+    """
+    check_logits_pair(student_logits, teacher_logits)
+    a = check_alpha(alpha)
+    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    labelled = targets >= 0  # (B,)
+    if bool(labelled.any()):
+        ce = F.cross_entropy(student_logits[labelled].float(), targets[labelled])
+    else:
+        ce = student_logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
+    return (1.0 - a) * ce + a * kd_kl_loss(student_logits, teacher_logits, temperature)
+
+
+class HintLoss(nn.Module):
+    r"""FitNets hint loss (Romero et al., 2015, "FitNets: Hints for Thin Deep Nets").
+
+    A learned regressor maps the student's guided layer onto the teacher's hint layer, and the loss is the
+    mean squared error between them:
+
+    .. math::  L_{hint} = \frac{1}{B\,C\,H\,W} \sum \big(r(f_s) - f_t\big)^2
+
+    ``r`` is a 1x1 convolution (or a linear layer for vector features) from ``student_channels`` to
+    ``teacher_channels``; its parameters must be optimised together with the student (``fit`` does this).
+    Shapes: ``student_feat`` ``(B, C_s, H, W)`` or ``(B, C_s)``, ``teacher_feat`` ``(B, C_t, H, W)`` or
+    ``(B, C_t)``; spatial sizes must match (choose layers at the same resolution).
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, spatial: bool = True) -> None:
+        super().__init__()
+        check_positive_int(student_channels, "student_channels")
+        check_positive_int(teacher_channels, "teacher_channels")
+        self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        if spatial:
+            self.regressor: nn.Module = nn.Conv2d(
+                student_channels, teacher_channels, kernel_size=1, bias=False
+            )
+        else:
+            self.regressor = nn.Linear(student_channels, teacher_channels, bias=False)
+
+    def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+        s, t = student_feat.shape, teacher_feat.shape
+        if len(s) != len(t) or s[0] != t[0] or s[2:] != t[2:]:
+            raise ValueError(
+                f"hint layers do not line up: student feature {tuple(s)} vs teacher feature {tuple(t)}. "
+                "Batch and spatial sizes must match (pick a student layer at the teacher layer's resolution); "
+                "only the channel count may differ, and the regressor maps it."
+            )
+        if s[1] != self.student_channels or t[1] != self.teacher_channels:
+            raise ValueError(
+                f"HintLoss was built for {self.student_channels} student -> {self.teacher_channels} teacher "
+                f"channels, got {s[1]} -> {t[1]}."
+            )
+        return F.mse_loss(self.regressor(student_feat.float()), teacher_feat.detach().float())
+
+
+def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    r"""Spatial attention map of Zagoruyko & Komodakis (2017), "Paying More Attention to Attention".
+
+    .. math::  Q = \mathrm{vec}\Big(\sum_c |A_c|^p\Big) / \big\| \mathrm{vec}(\sum_c |A_c|^p) \big\|_2
+
+    Shapes: ``feat`` ``(B, C, H, W)`` -> ``(B, H*W)``, each row L2-normalised, so maps of layers with
+    different channel counts are comparable.
+    """
+    if not isinstance(feat, torch.Tensor) or feat.dim() != 4:
+        shape = tuple(feat.shape) if isinstance(feat, torch.Tensor) else type(feat).__name__
+        raise ValueError(f"attention_map needs a feature map of shape (B, C, H, W), got {shape}.")
+    am = feat.float().abs().pow(p).mean(dim=1).flatten(1)  # (B, H*W)
+    return F.normalize(am, dim=1)
+
+
+def attention_transfer_loss(
+    student_feats: Sequence[torch.Tensor] | torch.Tensor,
+    teacher_feats: Sequence[torch.Tensor] | torch.Tensor,
+    p: float = 2.0,
+) -> torch.Tensor:
+    r"""Attention transfer loss, summed over paired layers.
+
+    .. math::  L_{AT} = \sum_j \frac{1}{B} \sum_b \big\| Q_s^j(b) - Q_t^j(b) \big\|_2^2
+
+    Channel counts may differ (the map averages over channels); spatial sizes of each pair must match.
+    Shapes: lists of ``(B, C_j, H_j, W_j)`` tensors (or single tensors) -> scalar.
+    """
+    if isinstance(student_feats, torch.Tensor):
+        student_feats, teacher_feats = [student_feats], [teacher_feats]  # type: ignore[list-item]
+    if len(student_feats) != len(teacher_feats) or len(student_feats) == 0:
+        raise ValueError(
+            f"attention transfer pairs layers one to one: got {len(student_feats)} student and "
+            f"{len(teacher_feats)} teacher feature maps (need the same number, at least one)."
+        )
+    total = student_feats[0].new_zeros((), dtype=torch.float32)
+    for j, (fs, ft) in enumerate(zip(student_feats, teacher_feats)):
+        if fs.dim() != 4 or ft.dim() != 4 or fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
+            raise ValueError(
+                f"attention transfer pair {j}: student feature {tuple(fs.shape)} vs teacher feature "
+                f"{tuple(ft.shape)}; both must be (B, C, H, W) with the same batch and spatial size."
+            )
+        diff = attention_map(fs, p) - attention_map(ft.detach(), p)  # (B, H*W)
+        total = total + diff.pow(2).sum(dim=1).mean()
+    return total
+
+
+# name -> objective. Functions take (student_logits, teacher_logits, ...); modules are built with their
+# sizes first. ``get_objective`` gives a clear error for unknown names.
+OBJECTIVES: dict[str, Callable] = {
+    "kd": kd_kl_loss,
+    "hinton": hinton_kd_loss,
+    "hint": HintLoss,
+    "attention": attention_transfer_loss,
+}
+
+
+def get_objective(name: str) -> Callable:
+    """Look an objective up by name in ``OBJECTIVES`` (unknown names list the choices)."""
+    check_choice(name, OBJECTIVES, "objective")
+    return OBJECTIVES[name]

@@ -1,0 +1,248 @@
+"""One plotting helper per kind of figure in the course. Each returns a ``matplotlib.figure.Figure``.
+
+* ``plot_history`` - learning curves of several runs, one panel per metric.
+* ``plot_temperature`` - how ``softmax(z / T)`` flattens as the temperature rises.
+* ``plot_comparison`` - mean ± std over seeds as bars with error bars, one bar per method.
+* ``plot_reliability`` - reliability diagram with the ECE of each model in the legend.
+
+Showing figures in a notebook: end the cell with the call (``plot_history(histories)``) and the figure is
+shown once. The helpers detach the figures they create from pyplot (``plt.close``), so nothing is shown
+twice, nothing piles up in sweeps, and ``fig = plot_...(...)`` shows nothing until ``display(fig)`` or
+``fig`` ends a cell. They never call ``plt.show()`` and never change matplotlib's global style, so they run
+unchanged on a headless machine (``MPLBACKEND=Agg``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ._validate import check_temperature
+from .metrics import expected_calibration_error, reliability_bins, summarize
+
+__all__ = ["plot_comparison", "plot_history", "plot_reliability", "plot_temperature"]
+
+_LOWER_IS_BETTER = ("loss", "nll", "kl", "ece", "error", "seconds", "time")
+_DIAGONAL_GID = "labkit-perfect-calibration"
+
+
+def _new_axes(ax: Axes | None = None, **subplots_kw: Any) -> tuple[Figure, Any]:
+    """``(fig, ax)``: the caller's axes, or a new figure detached from pyplot (shown once when returned)."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, axes = plt.subplots(**subplots_kw)
+    plt.close(fig)  # detach: the notebook shows the returned figure once, and sweeps do not leak figures
+    return fig, axes
+
+
+def _direction(metric: str) -> str:
+    return "lower is better" if any(w in metric.lower() for w in _LOWER_IS_BETTER) else "higher is better"
+
+
+def _records(history: Any, name: str) -> list[dict]:
+    """Per-epoch records from a list of dicts, an object with ``.records`` (``History``) or a DataFrame."""
+    history = getattr(history, "records", history)
+    if hasattr(history, "to_dict") and hasattr(history, "columns"):
+        history = history.to_dict("records")
+    if not isinstance(history, Sequence) or not all(isinstance(r, Mapping) for r in history):
+        raise ValueError(
+            f"history {name!r} must be a list of per-epoch dicts (or a labkit History), got {type(history).__name__}."
+        )
+    return list(history)
+
+
+def _as_vector_logits(logits: Any) -> torch.Tensor:
+    """One example's logits: ``(K,)`` or ``(1, K)`` (tensor, array or list) -> float tensor ``(1, K)``."""
+    z = torch.as_tensor(
+        logits.detach().cpu() if isinstance(logits, torch.Tensor) else logits, dtype=torch.float32
+    )
+    if z.dim() == 2 and z.shape[0] == 1:
+        z = z[0]
+    if z.dim() != 1 or z.numel() < 2:
+        raise ValueError(
+            f"logits must be one example's logits of shape (num_classes,) or (1, num_classes) with at least two "
+            f"classes, got shape {tuple(z.shape)}. Pick one row, e.g. teacher_logits[0]."
+        )
+    if not torch.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf.")
+    return z.unsqueeze(0)  # (1, K)
+
+
+def _softened(logits: Any, temperatures: Any) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """Temperatures as floats, ``softmax(z / T)`` per temperature ``(len(T), K)`` and its entropy in nats."""
+    z = _as_vector_logits(logits)  # (1, K)
+    if isinstance(temperatures, (int, float, np.ndarray, torch.Tensor)):
+        temperatures = np.asarray(temperatures, dtype=float).reshape(-1).tolist()
+    if not isinstance(temperatures, Sequence) or len(temperatures) == 0:
+        raise ValueError(f"temperatures must be a non-empty sequence of numbers > 0, got {temperatures!r}.")
+    temps = [
+        check_temperature(t.item() if isinstance(t, np.generic) else t, "each temperature")
+        for t in temperatures
+    ]
+    log_p = torch.log_softmax(torch.cat([z.double() / t for t in temps]), dim=1)  # (len(T), K), stable
+    probs = log_p.exp()  # softmax(z / T), each row sums to 1
+    entropy = -(probs * log_p).sum(dim=1)  # (len(T),)
+    return temps, probs.numpy(), entropy.numpy()
+
+
+def _class_names(class_names: Sequence[str] | None, k: int) -> list[str]:
+    if class_names is None:
+        return [str(i) for i in range(k)]
+    if len(class_names) != k:
+        raise ValueError(f"class_names has {len(class_names)} names but the logits have {k} classes.")
+    return [str(c) for c in class_names]
+
+
+# -------------------------------------------------------------------------------------------- history
+def plot_history(
+    histories: Mapping[str, Any] | Any, metrics: Sequence[str] | str = ("train_loss", "val_accuracy")
+) -> Figure:
+    """Learning curves: one panel per metric, one line per run.
+
+    ``histories``: ``{run name: history}`` where a history is a list of per-epoch dicts (keys such as
+    ``epoch``, ``train_loss``, ``val_accuracy``) or an object with ``.records`` (``labkit.History``); a single
+    history is accepted too. Epochs come from the ``epoch`` key (1, 2, ... when absent).
+    """
+    if not isinstance(histories, Mapping):
+        histories = {"run": histories}
+    if not histories:
+        raise ValueError("plot_history needs at least one history, got an empty dict.")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not metrics:
+        raise ValueError("plot_history needs at least one metric name.")
+    runs = {str(name): _records(h, str(name)) for name, h in histories.items()}
+    available = sorted({k for recs in runs.values() for r in recs for k in r} - {"epoch"})
+    missing = [m for m in metrics if m not in available]
+    if missing:
+        raise ValueError(
+            f"metric(s) {missing} not in any history; available: {', '.join(available) or 'none'}."
+        )
+
+    fig, axes = _new_axes(
+        ncols=len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False, layout="constrained"
+    )
+    for ax, metric in zip(axes[0], metrics):
+        for name, recs in runs.items():
+            points = [
+                (r.get("epoch", i + 1), r[metric]) for i, r in enumerate(recs) if r.get(metric) is not None
+            ]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} per epoch ({_direction(metric)})")
+        ax.grid(alpha=0.3)
+        if len(runs) > 1:
+            ax.legend(fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- temperature
+def plot_temperature(
+    logits: Any,
+    temperatures: Sequence[float] = (1, 2, 4, 8),
+    class_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Grouped bars of ``softmax(z / T)`` for one example's logits ``(K,)`` (or ``(1, K)``), one colour per T.
+
+    Raising T moves probability from the arg-max class onto the others (the "dark knowledge" a student
+    learns from); the legend gives each distribution's entropy in nats (at most ``ln K``, the uniform).
+    """
+    temps, probs, entropy = _softened(logits, temperatures)  # len(T), (len(T), K), (len(T),)
+    n_t, k = probs.shape
+    names = _class_names(class_names, k)
+    fig, ax = _new_axes(ax, figsize=(max(5.0, 0.55 * k * max(1, n_t) ** 0.5 + 2), 3.6), layout="constrained")
+    width = 0.8 / n_t
+    x = np.arange(k)
+    for i, (t, p, h) in enumerate(zip(temps, probs, entropy)):
+        ax.bar(x + (i - (n_t - 1) / 2) * width, p, width=width, label=f"T = {t:g} (entropy {h:.2f} nats)")
+    ax.set_xticks(x, names, rotation=45 if max(map(len, names)) > 3 else 0)
+    ax.set_xlabel("class")
+    ax.set_ylabel("probability softmax(z / T)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Higher temperature spreads probability onto the other classes")
+    ax.legend(fontsize="small", title=f"max entropy ln K = {math.log(k):.2f}", title_fontsize="small")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------- comparison
+def plot_comparison(
+    table: Any,
+    metric: str,
+    by: str | Sequence[str],
+    title: str | None = None,
+    scale: float = 100,
+    digits: int = 1,
+    ax: Axes | None = None,
+) -> Figure:
+    """Bars of the mean of ``metric`` per group with ± sample-std error bars, annotated ``"mean ± std"``.
+
+    ``table``: one row per run (a ``DataFrame`` or a list of dicts, e.g. columns ``method``, ``seed``,
+    ``accuracy``), grouped by ``by`` (groups in order of first appearance). Values are multiplied by
+    ``scale`` (100: fractions shown in percent; use 1 for losses). Bars start at 0, so read small
+    differences from the annotations and the error bars, not from the bar heights.
+    """
+    summary = summarize(table, by, [metric], scale={metric: scale}, digits=digits)
+    labels = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in summary.index]
+    mean = summary[f"{metric}_mean"].to_numpy() * scale
+    std = summary[f"{metric}_std"].to_numpy() * scale
+    by_label = by if isinstance(by, str) else " / ".join(by)
+    fig, ax = _new_axes(ax, figsize=(max(4.5, 1.1 * len(labels) + 2), 3.8), layout="constrained")
+    x = np.arange(len(labels))
+    ax.bar(x, mean, yerr=std, capsize=5, color=[f"C{i % 10}" for i in range(len(labels))], alpha=0.85)
+    for xi, m, s, text in zip(x, mean, std, summary[metric]):
+        ax.annotate(text, (xi, m + (0 if math.isnan(s) else s)), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize="small")  # fmt: skip
+    ax.set_xticks(x, labels, rotation=30 if max(map(len, labels)) > 10 else 0)
+    ax.set_xlabel(by_label)
+    unit = " (%)" if scale == 100 else (f" (x {scale:g})" if scale != 1 else "")
+    ax.set_ylabel(f"{metric}{unit}")
+    top = np.nanmax(mean + np.nan_to_num(std)) if len(mean) else 1.0
+    if np.isfinite(top) and top > 0:
+        ax.set_ylim(0, top * 1.15)  # room for the annotations
+    n = summary["n"]
+    runs = f"{n.iloc[0]} runs" if n.nunique() == 1 else f"{n.min()}-{n.max()} runs"
+    ax.set_title(title or f"{metric} by {by_label} ({_direction(metric)}); error bars: ± std over {runs}")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- reliability
+def plot_reliability(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    n_bins: int = 15,
+    label: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, with the diagonal.
+
+    Points below the diagonal are overconfident bins (confidence higher than accuracy). Shapes: ``logits``
+    ``(N, K)``, ``targets`` ``(N,)`` (-1 ignored). Pass the same ``ax`` again to overlay several models; each
+    line's legend entry carries its ECE. Returns the figure that holds ``ax``.
+    """
+    bins = reliability_bins(logits, targets, n_bins)
+    ece = expected_calibration_error(logits, targets, n_bins)
+    fig, ax = _new_axes(ax, figsize=(4.6, 4.4), layout="constrained")
+    if not any(line.get_gid() == _DIAGONAL_GID for line in ax.get_lines()):
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated", gid=_DIAGONAL_GID)
+    full = bins["counts"] > 0
+    ax.plot(bins["confidence"][full], bins["accuracy"][full], marker="o", markersize=4,
+            label=f"{label or 'model'} (ECE {ece:.3f})")  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence (mean max-softmax probability per bin)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title("Reliability: points below the diagonal are overconfident")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig

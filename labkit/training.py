@@ -1,0 +1,458 @@
+"""One training loop for a student, with or without a teacher.
+
+``fit(student, train, method="kd", teacher=teacher, config=TrainConfig(...))`` trains ``student`` with one of
+the methods in ``METHODS`` (a registry of small distiller modules):
+
+* ``ce``        - from scratch: cross-entropy on the labelled examples only.
+* ``kd``        - Hinton et al. (2015): ``(1 - alpha) CE + alpha T^2 KL(p_t^T || p_s^T)``.
+* ``hint``      - ``kd`` + ``beta`` x FitNets hint MSE through a learned regressor (Romero et al., 2015).
+* ``attention`` - ``kd`` + ``beta`` x attention transfer on every stage (Zagoruyko & Komodakis, 2017).
+
+The teacher always runs in ``eval()`` under ``torch.no_grad()``. For logit-only methods its logits are
+computed once and cached (``TrainConfig.cache_teacher``), which is exact because the data are not augmented.
+Batches come from ``labkit.data.batches`` over tensors that live on the training device. The batch order of
+epoch ``e`` depends only on ``(seed, e)``, and each epoch ends with a checkpoint, so a killed run resumes
+and finishes with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
+from .data import ImageData, batches, cache_dir
+from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss
+from .metrics import evaluate, predict_logits
+
+__all__ = [
+    "METHODS",
+    "History",
+    "TrainConfig",
+    "fit",
+    "get_device",
+    "load_weights",
+    "save_weights",
+    "seed_everything",
+    "train_or_load",
+]
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (all devices); with ``deterministic`` also pin cuDNN's algorithms."""
+    check_positive_int(seed, "seed", minimum=0)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA and MPS generators too
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; an explicit choice is checked to exist."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = device.split(":")[0]
+    check_choice(kind, ("auto", "cpu", "cuda", "mps"), "device")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but no CUDA GPU is available; use 'auto' or 'cpu'."
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'."
+        )
+    return torch.device(device)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run. Field names match the notebooks' parameters."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    optimizer: str = "adamw"  # a key of OPTIMIZERS
+    schedule: str = "cosine"  # "cosine" or "constant"
+    temperature: float = 4.0
+    alpha: float = 0.9
+    beta: float = 1.0  # weight of the feature term (hint / attention)
+    hint_layer: int = -1  # which stage pairs for FitNets hints (student and teacher stage index)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # autocast on CUDA only (bf16 where supported, else fp16 with a grad scaler)
+    cache_teacher: bool = True  # compute teacher logits once for logit-only methods
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_temperature(self.temperature)
+        check_alpha(self.alpha)
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.schedule, ("cosine", "constant"), "schedule")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r}.")
+        if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
+            raise ValueError(f"beta (feature-loss weight) must be a number >= 0, got {self.beta!r}.")
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "sgd": lambda params, cfg: torch.optim.SGD(
+        params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+    ),
+}
+
+
+@dataclass
+class History:
+    """Per-epoch records (``epoch``, ``train_loss``, ``train_accuracy``, ``val_accuracy``, ``seconds`` ...)."""
+
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict:
+        return self.records[-1] if self.records else {}
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+
+# ----------------------------------------------------------------------------------------------- methods
+class Distiller(nn.Module):
+    """Turns one batch's outputs into a loss. Subclasses may own parameters (e.g. a hint regressor)."""
+
+    needs_teacher = True
+    needs_features = False
+
+    def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CrossEntropy(Distiller):
+    """From scratch: CE on labelled examples (target -1 = unlabelled, ignored)."""
+
+    needs_teacher = False
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        labelled = y >= 0
+        if not bool(labelled.any()):
+            return s_logits.float().sum() * 0.0
+        return F.cross_entropy(s_logits[labelled].float(), y[labelled])
+
+
+class Hinton(Distiller):
+    """Response-based KD on logits."""
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return hinton_kd_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+
+
+class Hint(Hinton):
+    """KD plus a FitNets hint on stage ``cfg.hint_layer`` of student and teacher."""
+
+    needs_features = True
+
+    def __init__(self, cfg, student, teacher):
+        super().__init__(cfg, student, teacher)
+        sc, tc = student.feature_channels[cfg.hint_layer], teacher.feature_channels[cfg.hint_layer]
+        spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
+        self.hint = HintLoss(sc, tc, spatial=spatial)
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        kd = super().forward(s_logits, y, t_logits)
+        i = self.cfg.hint_layer
+        return kd + self.cfg.beta * self.hint(s_feats[i], t_feats[i])
+
+
+class Attention(Hinton):
+    """KD plus attention transfer on every paired stage."""
+
+    needs_features = True
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        kd = super().forward(s_logits, y, t_logits)
+        return kd + self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
+
+
+METHODS: dict[str, type[Distiller]] = {"ce": CrossEntropy, "kd": Hinton, "hint": Hint, "attention": Attention}
+
+
+# --------------------------------------------------------------------------------------------- the loop
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _check_pair(student: nn.Module, teacher: nn.Module | None, method: str, train: ImageData) -> None:
+    k_s = getattr(student, "num_classes", None)
+    if k_s is not None and k_s != train.num_classes:
+        raise ValueError(f"student has {k_s} outputs but the data have {train.num_classes} classes.")
+    if teacher is None:
+        if METHODS[method].needs_teacher:
+            raise ValueError(
+                f"method {method!r} distils from a teacher: pass teacher=... (or use method='ce')."
+            )
+        return
+    k_t = getattr(teacher, "num_classes", None)
+    if k_s is not None and k_t is not None:
+        check_class_counts(k_t, k_s)
+    if METHODS[method].needs_features:
+        for who, m in (("student", student), ("teacher", teacher)):
+            if not hasattr(m, "feature_channels"):
+                raise ValueError(
+                    f"method {method!r} needs the {who} to return features (a labkit.models model)."
+                )
+
+
+def _checkpoint_state(student, distiller, opt, sched, epoch, history) -> dict:
+    return {
+        "student": student.state_dict(),
+        "distiller": distiller.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history.records),
+        "rng_cpu": torch.get_rng_state(),
+    }
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign file: never a silent partial load
+        raise RuntimeError(
+            f"checkpoint {path} is corrupted or not a labkit training checkpoint ({type(err).__name__}: {err}). "
+            "Delete it to train from scratch."
+        ) from None
+    missing = {"student", "optimizer", "epoch", "history"} - set(state)
+    if missing:
+        raise RuntimeError(f"checkpoint {path} lacks {sorted(missing)}; delete it to train from scratch.")
+    return state
+
+
+def fit(
+    student: nn.Module,
+    train: ImageData,
+    *,
+    method: str = "ce",
+    teacher: nn.Module | None = None,
+    config: TrainConfig | None = None,
+    val: ImageData | None = None,
+    teacher_logits: torch.Tensor | None = None,
+    checkpoint: str | Path | None = None,
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
+) -> History:
+    """Train ``student`` in place on ``train`` and return its per-epoch ``History``.
+
+    ``teacher_logits`` (``(N, K)``, aligned with ``train``) skips the teacher's forward passes entirely.
+    ``checkpoint``: a path written after every epoch; if it exists, training resumes from it.
+    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch (raise to stop).
+    """
+    cfg = config or TrainConfig()
+    check_choice(method, METHODS, "method")
+    _check_pair(student, teacher, method, train)
+    device = get_device(cfg.device)
+    Method = METHODS[method]
+    seed_everything(cfg.seed)
+
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    distiller = Method(cfg, student, teacher).to(device)
+
+    # Teacher logits once, when the method needs only logits and there is no augmentation.
+    if Method.needs_teacher and not Method.needs_features and teacher_logits is None and cfg.cache_teacher:
+        teacher_logits = predict_logits(teacher, train.x, batch_size=1024, device=device)
+    if teacher_logits is not None:
+        if teacher_logits.shape != (len(train), train.num_classes):
+            raise ValueError(
+                f"teacher_logits must have shape {(len(train), train.num_classes)} (one row per training "
+                f"example), got {tuple(teacher_logits.shape)}."
+            )
+        teacher_logits = teacher_logits.to(device)
+
+    x, y = train.x.to(device), train.y.to(device)
+    params = list(student.parameters()) + list(distiller.parameters())
+    opt = OPTIMIZERS[cfg.optimizer](params, cfg)
+    steps = cfg.epochs * max(1, -(-len(train) // cfg.batch_size))
+    lr_lambda = (
+        (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        if cfg.schedule == "cosine"
+        else None
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda or (lambda s: 1.0))
+    use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    history, start = History(), 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = _load_checkpoint(ckpt)
+        student.load_state_dict(state["student"])
+        distiller.load_state_dict(state["distiller"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        history, start = History(json.loads(state["history"])), int(state["epoch"])
+        print(f"[labkit] resumed from {ckpt} after epoch {start}/{cfg.epochs}")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, cfg.epochs), desc=f"{method} student", disable=not cfg.progress, leave=False)
+    for epoch in bar:
+        student.train()
+        t0, total, correct, seen, labelled_seen = time.perf_counter(), 0.0, 0, 0, 0
+        tensors = (x, y) if teacher_logits is None else (x, y, teacher_logits)
+        for batch in batches(
+            *tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch
+        ):
+            xb, yb = batch[0], batch[1]
+            with _autocast(device, cfg.amp):
+                s_out = student(xb, return_features=True) if Method.needs_features else student(xb)
+                s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
+                t_logits, t_feats = (batch[2] if teacher_logits is not None else None), None
+                if Method.needs_teacher and t_logits is None:
+                    with torch.no_grad():
+                        t_out = teacher(xb, return_features=Method.needs_features)
+                    t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
+                loss = distiller(s_logits, yb, t_logits, s_feats, t_feats)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}: lower the learning rate ({cfg.lr}) or "
+                    "check the inputs for NaN/inf (see the README's Troubleshooting section)."
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            mask = yb >= 0
+            total += loss.item() * len(xb)
+            correct += int((s_logits.argmax(1)[mask] == yb[mask]).sum())
+            seen, labelled_seen = seen + len(xb), labelled_seen + int(mask.sum())
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(seen, 1),
+            "train_accuracy": correct / labelled_seen if labelled_seen else float("nan"),
+            "seconds": time.perf_counter() - t0,
+        }
+        if val is not None:
+            record.update({f"val_{k}": v for k, v in evaluate(student, val).items()})
+        history.records.append(record)
+        bar.set_postfix(
+            loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}"
+        )
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(ckpt.suffix + ".tmp")
+            torch.save(_checkpoint_state(student, distiller, opt, sched, epoch + 1, history), tmp)
+            os.replace(tmp, ckpt)  # atomic: a kill mid-write never leaves a half checkpoint
+        for cb in callbacks:
+            cb(epoch + 1, record)
+    student.eval()
+    return history
+
+
+# ------------------------------------------------------------------------------------ weights and caching
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save a model's weights as safetensors (no pickle, safe to share)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load safetensors weights into ``model``; a corrupted or mismatched file raises a clear error."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights file at {path}.")
+    try:
+        state = load_file(str(path))
+    except Exception as err:
+        raise RuntimeError(f"weights file {path} is corrupted ({err}); delete it to retrain.") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(f"weights in {path} do not fit this model: {str(err).splitlines()[0]}") from None
+    return model
+
+
+def train_or_load(
+    model: nn.Module,
+    train: ImageData,
+    *,
+    name: str,
+    method: str = "ce",
+    teacher: nn.Module | None = None,
+    config: TrainConfig | None = None,
+    val: ImageData | None = None,
+    cache: str | Path | None = None,
+) -> History:
+    """``fit`` unless a checkpoint for exactly this model, data and config is cached; then load it.
+
+    The cache key hashes the model's architecture, the data (name, size, source) and the config, so changing
+    any of them retrains. Weights are stored as safetensors next to a JSON history.
+    """
+    cfg = config or TrainConfig()
+    key_src = json.dumps(
+        [
+            repr(model),
+            train.name,
+            train.source,
+            len(train),
+            method,
+            dataclasses.asdict(cfg) | {"progress": None},
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    key = hashlib.sha1(key_src.encode()).hexdigest()[:10]
+    folder = Path(cache) if cache is not None else cache_dir() / "checkpoints"
+    weights, meta = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
+    if weights.exists() and meta.exists():
+        load_weights(model, weights)
+        model.to(get_device(cfg.device)).eval()
+        print(f"[labkit] loaded cached {name} from {weights}")
+        return History(json.loads(meta.read_text()))
+    history = fit(model, train, method=method, teacher=teacher, config=cfg, val=val)
+    save_weights(model, weights)
+    meta.write_text(json.dumps(history.records))
+    return history

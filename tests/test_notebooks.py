@@ -1,0 +1,71 @@
+"""Every notebook runs top to bottom under papermill in the smoke profile, and nbval checks the cells that
+state expectations. A new notebook in notebooks/ is picked up automatically."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+FRAME = ("What you will learn", "Prerequisites", "Summary", "Exercises", "References")
+
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_frame_and_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    missing = [h for h in FRAME if h not in text]
+    assert not missing, f"{path.name} lacks the house frame sections {missing}"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    assert "PROFILE" in params[0].source
+    checks = [c for c in nb.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
+    assert checks and all(c.outputs for c in checks), (
+        f"{path.name}: expectation cells must exist and carry their expected output "
+        "(run `python tools/nbclean.py --adopt build/smoke/<nb> notebooks/<nb>`)"
+    )
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_under_papermill_smoke(path, tmp_path):
+    import papermill as pm
+
+    t0 = time.perf_counter()
+    pm.execute_notebook(
+        str(path),
+        str(tmp_path / path.name),
+        parameters={"PROFILE": "smoke"},
+        cwd=str(path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    # reported, not asserted: run times are measured by `make course`, not by timed tests
+    print(f"{path.name}: {time.perf_counter() - t0:.1f} s (smoke)")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_expectations(path):
+    env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+    ]
+    proc = subprocess.run([*cmd, str(path)], cwd=path.parent, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
