@@ -16,12 +16,12 @@ def _fmt(value: Any, digits: int) -> str:
     return str(value)
 
 
-def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int = 4) -> Any:
+def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int = 4) -> None:
     """State an expectation and check it: prints ``OK  what: value (expected ...)`` or raises.
 
     Numbers compare within ``tol`` (absolute); anything else compares with ``==`` (shapes, strings).
     The printed line depends only on ``expected`` and ``what`` when the check passes, so nbval can compare
-    it across machines and profiles; the measured value is returned for later cells.
+    it across machines and profiles. Returns nothing, so an expectation cell shows only the OK lines.
     """
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
         ok = isinstance(value, (int, float)) and math.isclose(float(value), float(expected), abs_tol=tol)
@@ -34,15 +34,13 @@ def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int 
         if isinstance(expected, float)
         else f"OK  {what}: {expected}"
     )
-    return value
 
 
-def expect_between(what: str, value: float, low: float, high: float) -> float:
+def expect_between(what: str, value: float, low: float, high: float) -> None:
     """Check that a measured number lies in ``[low, high]`` (e.g. a teacher's accuracy band)."""
     if not (low <= value <= high):
         raise AssertionError(f"expectation failed: {what} = {value:.4f}, expected within [{low}, {high}]")
     print(f"OK  {what} within [{low}, {high}]")
-    return value
 
 
 def show_source(obj: Any) -> None:

