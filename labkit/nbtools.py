@@ -17,7 +17,7 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int = 4) -> None:
-    """State an expectation and check it: prints ``OK  what: value (expected ...)`` or raises.
+    """State an expectation and check it: prints ``OK  what: expected`` or raises with the measured value.
 
     Numbers compare within ``tol`` (absolute); anything else compares with ``==`` (shapes, strings).
     The printed line depends only on ``expected`` and ``what`` when the check passes, so nbval can compare

@@ -37,9 +37,10 @@ def clean(nb):
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
             continue
-        # nbval refuses reference outputs on a cell that was never run, so check cells keep a count of 1
-        cell.execution_count = 1 if is_check_cell(cell) and cell.outputs else None
+        cell.execution_count = None
         if is_check_cell(cell):
+            # nbval refuses reference outputs on a cell that was never run, so check cells keep a count of 1
+            cell.execution_count = 1 if cell.outputs else None
             kept = []
             for out in cell.outputs:
                 out = dict(out)
