@@ -10,9 +10,20 @@ from .data import (
     ImageData,
     batches,
     cache_dir,
+    concat,
     few_labels_split,
     load_dataset,
+    num_batches,
     train_val_split,
+)
+from .ensemble import (
+    EnsembleTeacher,
+    born_again,
+    dml_loss,
+    inference_ms,
+    label_distillation_loss,
+    mutual_learning,
+    prob_mse_loss,
 )
 from .losses import (
     OBJECTIVES,
@@ -30,14 +41,36 @@ from .metrics import (
     evaluate,
     expected_calibration_error,
     format_mean_std,
+    gap,
     kl_to_teacher,
     mean_std,
     predict_logits,
     summarize,
+    verdict,
 )
 from .models import MODELS, build_model, clone_init, count_parameters, model_table, size_on_disk_mb
+from .multiteacher import (
+    WEIGHTINGS,
+    TeacherEnsemble,
+    check_weights,
+    class_subset,
+    expand_logits,
+    fuse_teachers,
+    make_weighting,
+    multi_teacher_kd_loss,
+    per_teacher_kl,
+    stack_teacher_logits,
+)
 from .nbtools import Timer, expect, expect_between, hardware, show_source
-from .plotting import plot_comparison, plot_history, plot_reliability, plot_temperature
+from .plotting import (
+    plot_attention_maps,
+    plot_comparison,
+    plot_gradient_scale,
+    plot_history,
+    plot_reliability,
+    plot_teacher_mix,
+    plot_temperature,
+)
 from .training import (
     METHODS,
     History,
@@ -49,6 +82,6 @@ from .training import (
     seed_everything,
     train_or_load,
 )
-from .widgets import softened_table, temperature_explorer
+from .widgets import mixer_table, softened_table, teacher_mixer, temperature_explorer
 
 __version__ = "0.1.0"

@@ -34,6 +34,9 @@ class Profile:
     teacher_kwargs: dict = field(default_factory=dict)
     student_model: str = "cnn"
     student_kwargs: dict = field(default_factory=dict)
+    kd_student_model: str = "mlp"  # lesson 02's student (an MLP, as in Hinton et al.'s MNIST experiments)
+    kd_student_kwargs: dict = field(default_factory=dict)
+    kd_labelled: int | None = None  # labelled images lesson 02's main comparison trains on (None = all)
     tiny_student_model: str = "mlp"  # the capacity-gap student of lesson 02
     tiny_student_kwargs: dict = field(default_factory=dict)
     teacher_epochs: int = 10
@@ -43,6 +46,23 @@ class Profile:
     labels_per_class: int = 20  # few-labels experiment: labelled examples per class
     temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # sweeps
     alphas: tuple[float, ...] = (0.0, 0.5, 0.9)
+    # lesson 08 (multi-teacher KD): experts on class subsets plus one generalist, distilled into one student
+    mt_experts: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))  # each expert's classes
+    mt_expert_model: str = "cnn"
+    mt_expert_kwargs: dict = field(default_factory=dict)
+    mt_expert_epochs: int = 10
+    mt_generalist_model: str = "mlp"
+    mt_generalist_kwargs: dict = field(default_factory=dict)
+    mt_generalist_epochs: int = 2  # a deliberately short run: a weaker teacher gives the weightings work
+    mt_labels_per_class: int = 50  # the student's labels; the rest of the training set is unlabelled
+    # lesson 07: the ensemble's members as (model, kwargs); member k is trained with seed SEED + k
+    ens_members: tuple[tuple[str, dict], ...] = (
+        ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
+        ("cnn", {"width": 8, "stages": 3}),
+        ("cnn", {"width": 8, "stages": 3}),
+        ("mlp", {"hidden": (256,)}),
+    )
+    ens_generations: int = 2  # born-again generations after generation 0
     description: str = ""
 
 
@@ -57,13 +77,27 @@ PROFILES: dict[str, Profile] = {
         teacher_kwargs={"width": 8, "blocks": (1, 1, 1)},
         student_model="cnn",
         student_kwargs={"width": 4, "stages": 3},
-        tiny_student_kwargs={"hidden": (8,)},
+        kd_student_kwargs={"hidden": (16,)},
+        kd_labelled=500,
+        tiny_student_kwargs={"hidden": (4,)},
         teacher_epochs=4,
         student_epochs=3,
         batch_size=64,
         labels_per_class=5,
         temperatures=(1.0, 4.0),
         alphas=(0.0, 0.9),
+        mt_expert_kwargs={"width": 8, "stages": 2},
+        mt_expert_epochs=15,
+        mt_generalist_kwargs={"hidden": (32,)},
+        mt_generalist_epochs=6,
+        mt_labels_per_class=10,
+        ens_members=(
+            ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
+            ("cnn", {"width": 8, "stages": 3}),
+            ("cnn", {"width": 8, "stages": 3}),
+            ("mlp", {"hidden": (64,)}),
+        ),
+        ens_generations=2,
         description="CI: offline digits, tiny models, seconds on a 2-core CPU",
     ),
     "default": Profile(
@@ -76,11 +110,25 @@ PROFILES: dict[str, Profile] = {
         teacher_kwargs={"width": 16, "blocks": (1, 1, 1)},
         student_model="cnn",
         student_kwargs={"width": 4, "stages": 3},
-        tiny_student_kwargs={"hidden": (16,)},
+        kd_student_kwargs={"hidden": (16,)},
+        kd_labelled=2_000,
+        tiny_student_kwargs={"hidden": (4,)},
         teacher_epochs=6,
         student_epochs=8,
         batch_size=128,
         labels_per_class=20,
+        mt_expert_kwargs={"width": 8, "stages": 3},
+        mt_expert_epochs=6,
+        mt_generalist_kwargs={"hidden": (32,)},
+        mt_generalist_epochs=2,
+        mt_labels_per_class=50,
+        ens_members=(  # four members of similar strength (a weak member drags the average down)
+            ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
+            ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
+            ("mlp", {"hidden": (256,)}),
+            ("mlp", {"hidden": (256, 128)}),
+        ),
+        ens_generations=2,
         description="laptop CPU or Colab GPU: Fashion-MNIST, minutes per notebook",
     ),
     "full": Profile(
@@ -93,13 +141,30 @@ PROFILES: dict[str, Profile] = {
         teacher_kwargs={"width": 32, "blocks": (2, 2, 2)},
         student_model="cnn",
         student_kwargs={"width": 16, "stages": 3},
-        tiny_student_kwargs={"hidden": (64,)},
+        kd_student_model="cnn",
+        kd_student_kwargs={"width": 16, "stages": 3},
+        kd_labelled=5_000,
+        tiny_student_kwargs={"hidden": (16,)},
         teacher_epochs=30,
         student_epochs=30,
         batch_size=256,
         labels_per_class=100,
         temperatures=(1.0, 2.0, 4.0, 8.0, 16.0),
         alphas=(0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+        mt_expert_model="resnet",
+        mt_expert_kwargs={"width": 16, "blocks": (1, 1, 1)},
+        mt_expert_epochs=30,
+        mt_generalist_model="cnn",
+        mt_generalist_kwargs={"width": 8, "stages": 3},
+        mt_generalist_epochs=5,
+        mt_labels_per_class=100,
+        ens_members=(
+            ("resnet", {"width": 32, "blocks": (2, 2, 2)}),
+            ("resnet", {"width": 16, "blocks": (2, 2, 2)}),
+            ("cnn", {"width": 32, "stages": 3}),
+            ("mlp", {"hidden": (512,)}),
+        ),
+        ens_generations=3,
         description="GPU: CIFAR-10, ResNet teacher, the reference results",
     ),
 }

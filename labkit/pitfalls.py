@@ -11,8 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .training import Distiller
+
 __all__ = [
     "BUGS",
+    "CE_BUGS",
+    "NegatedCE",
     "kd_kl_on_raw_logits",
     "kd_mean_reduction",
     "kd_missing_t2",
@@ -77,3 +81,26 @@ BUGS = {
         "KL(p_s||p_t) is mode-seeking; distil with KL(p_t||p_s)",
     ),
 }
+
+# The hard-label bug takes labels instead of teacher logits, so it has its own table.
+CE_BUGS = {
+    "negated cross-entropy": (
+        negated_ce_loss,
+        "F.cross_entropy already is -log p_y; minimising -CE maximises the error",
+    ),
+}
+
+
+class NegatedCE(Distiller):
+    """``negated_ce_loss`` as a training method for ``labkit.fit``, to watch the bug train (lesson 01).
+
+    Register it for one experiment only: ``lk.METHODS["negated_ce"] = NegatedCE``. The loss is unbounded
+    below (``-CE -> -inf`` as the student pushes the true class's probability to 0), so the training loss keeps
+    falling while accuracy collapses to chance or below.
+    """
+
+    needs_teacher = False
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        labelled = y >= 0  # (B,): unlabelled examples (-1) carry no label to get wrong
+        return negated_ce_loss(s_logits[labelled].float(), y[labelled])

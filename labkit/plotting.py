@@ -2,8 +2,11 @@
 
 * ``plot_history`` - learning curves of several runs, one panel per metric.
 * ``plot_temperature`` - how ``softmax(z / T)`` flattens as the temperature rises.
+* ``plot_gradient_scale`` - a quantity (e.g. a gradient norm) against T on log-log axes, with a ``1/T**2`` guide.
 * ``plot_comparison`` - mean ± std over seeds as bars with error bars, one bar per method.
 * ``plot_reliability`` - reliability diagram with the ECE of each model in the legend.
+* ``plot_attention_maps`` - input images next to the spatial attention maps of several models.
+* ``plot_teacher_mix`` - several teachers' distributions for one example and their weighted fusions.
 
 Showing figures in a notebook: end the cell with the call (``plot_history(histories)``) and the figure is
 shown once. The helpers detach the figures they create from pyplot (``plt.close``), so nothing is shown
@@ -25,9 +28,19 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ._validate import check_temperature
+from .losses import attention_map
 from .metrics import expected_calibration_error, reliability_bins, summarize
+from .multiteacher import check_weights, fuse_teachers
 
-__all__ = ["plot_comparison", "plot_history", "plot_reliability", "plot_temperature"]
+__all__ = [
+    "plot_attention_maps",
+    "plot_comparison",
+    "plot_gradient_scale",
+    "plot_history",
+    "plot_reliability",
+    "plot_teacher_mix",
+    "plot_temperature",
+]
 
 _LOWER_IS_BETTER = ("loss", "nll", "kl", "ece", "error", "seconds", "time")
 _DIAGONAL_GID = "labkit-perfect-calibration"
@@ -174,6 +187,40 @@ def plot_temperature(
     return fig
 
 
+def plot_gradient_scale(
+    table: Any,
+    ylabel: str = "gradient norm w.r.t. student logits",
+    slope: float = -2.0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Each column of ``table`` against the temperature on log-log axes, with a dashed ``T**slope`` guide.
+
+    ``table``: a ``DataFrame`` whose index holds the temperatures (all > 0) and whose columns hold positive
+    values, e.g. the gradient norm of ``kd_kl_loss`` and of the same loss without the ``T**2`` factor. On
+    log-log axes a flat line does not depend on T and a line parallel to the guide falls as ``T**slope``
+    (``1/T**2`` by default, Hinton et al., 2015, Sec. 2). The guide starts at the first point of the last column.
+    """
+    if not hasattr(table, "columns") or len(table.columns) == 0 or len(table.index) < 2:
+        raise ValueError("table must be a DataFrame indexed by temperature with >= 2 rows and >= 1 column.")
+    temps = np.array([check_temperature(float(t), "each temperature (the index)") for t in table.index])
+    values = table.to_numpy(dtype=float)  # (len(T), columns)
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError("plot_gradient_scale needs finite values > 0 (they are drawn on a log scale).")
+    fig, ax = _new_axes(ax, figsize=(5.4, 3.8), layout="constrained")
+    for j, name in enumerate(table.columns):
+        ax.plot(temps, values[:, j], marker="o", label=str(name))
+    guide = values[0, -1] * (temps / temps[0]) ** slope
+    ax.plot(temps, guide, ls="--", color="grey", lw=1, label=f"guide: proportional to T^{slope:g}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Flat: independent of T; along the guide: T^{slope:g}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
+
 # ----------------------------------------------------------------------------------------- comparison
 def plot_comparison(
     table: Any,
@@ -245,4 +292,132 @@ def plot_reliability(
     ax.set_title("Reliability: points below the diagonal are overconfident")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ attention
+def _spatial_attention(maps: Any, name: str, n: int) -> np.ndarray:
+    """``(N, C, h, w)`` features -> their attention maps ``(N, h, w)``; ``(N, h, w)`` maps pass through."""
+    m = torch.as_tensor(maps.detach().cpu() if isinstance(maps, torch.Tensor) else maps, dtype=torch.float32)
+    if m.dim() == 4:
+        m = attention_map(m).view(m.shape[0], *m.shape[2:])  # (N, h*w) -> (N, h, w), each L2-normalised
+    if m.dim() != 3 or m.shape[0] < n:
+        raise ValueError(
+            f"maps[{name!r}] must be feature maps (N, C, h, w) or attention maps (N, h, w) with at least "
+            f"{n} rows (one per image), got shape {tuple(m.shape)}."
+        )
+    return m[:n].numpy()
+
+
+def plot_attention_maps(images: torch.Tensor, maps: Mapping[str, Any], title: str | None = None) -> Figure:
+    """A grid with one row per image: the image, then one attention map per model (one column each).
+
+    ``images``: ``(N, C, H, W)`` (normalised inputs are rescaled to [0, 1] per image for display).
+    ``maps``: ``{column title: tensor}`` with feature maps ``(N, C_j, h, w)`` (turned into attention maps
+    ``sum_c |A_c|^2``, L2-normalised, as in Zagoruyko & Komodakis, 2017) or ready maps ``(N, h, w)``.
+    Each row shares one colour scale, so brighter means more attention *relative to the other models*.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty batch (N, C, H, W), got {shape}.")
+    if not isinstance(maps, Mapping) or not maps:
+        raise ValueError("maps must be a non-empty dict {column title: feature or attention maps}.")
+    n = images.shape[0]
+    cols = {str(k): _spatial_attention(v, str(k), n) for k, v in maps.items()}
+    imgs = images.detach().cpu().float()
+    lo = imgs.amin(dim=(1, 2, 3), keepdim=True)
+    imgs = ((imgs - lo) / (imgs.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min(1e-8)).permute(0, 2, 3, 1)
+    fig, axes = _new_axes(nrows=n, ncols=len(cols) + 1, figsize=(1.9 * (len(cols) + 1), 1.9 * n + 0.6),
+                          squeeze=False, layout="constrained")  # fmt: skip
+    for i in range(n):
+        img = imgs[i].numpy()
+        axes[i, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
+        axes[i, 0].set_ylabel(f"image {i}")
+        vmax = max(float(c[i].max()) for c in cols.values())
+        for j, c in enumerate(cols.values(), start=1):
+            axes[i, j].imshow(c[i], cmap="inferno", vmin=0.0, vmax=vmax)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("input")
+    for j, name in enumerate(cols, start=1):
+        axes[0, j].set_title(name, fontsize="small")
+    fig.suptitle(title or "Spatial attention maps (brighter = more activation energy; one scale per row)")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- teacher mix
+_SPACES = {"prob": "mixture of probabilities", "logit": "average of logits"}
+
+
+def _teacher_mix(
+    teacher_logits: Any, weights: Any = None, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One example's stack ``(K, C)`` (or ``(1, K, C)``, ``-inf`` = a class the teacher does not know) ->
+    normalised weights ``(K,)``, each teacher's ``softmax(z / T)`` ``(K, C)`` and the fusions ``{space: (C,)}``.
+    ``weights`` (any non-negative numbers, not all 0) are divided by their sum; None = uniform."""
+    z = torch.as_tensor(
+        teacher_logits.detach().cpu() if isinstance(teacher_logits, torch.Tensor) else teacher_logits,
+        dtype=torch.float32,
+    )
+    z = z[0] if z.dim() == 3 and z.shape[0] == 1 else z
+    if z.dim() != 2 or z.shape[1] < 2:
+        raise ValueError(
+            f"teacher_logits must be one example's stack (teachers, classes), got shape {tuple(z.shape)}; "
+            "pick one row of a (N, K, C) stack, e.g. stack[0]."
+        )
+    k = z.shape[0]
+    w = (
+        torch.full((k,), 1.0 / k)
+        if weights is None
+        else torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    )
+    if w.shape != (k,) or not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
+        raise ValueError(
+            f"weights must be {k} non-negative numbers, not all 0 (one per teacher), got {weights!r}."
+        )
+    w = (w / w.sum()).float().unsqueeze(0)  # (1, K)
+    check_weights(w, 1, k)
+    zt = z.unsqueeze(0) / check_temperature(temperature)  # (1, K, C)
+    probs = torch.softmax(zt, dim=-1)[0].numpy()  # (K, C); 0 where a teacher does not know the class
+    fused = {s: fuse_teachers(zt, w, space=s).exp()[0].numpy() for s in _SPACES}
+    return w[0].numpy(), probs, fused
+
+
+def plot_teacher_mix(
+    teacher_logits: Any,
+    weights: Any = None,
+    class_names: Sequence[str] | None = None,
+    teacher_names: Sequence[str] | None = None,
+    temperature: float = 1.0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Bars: each teacher's ``softmax(z_k / T)`` for one example (``(K, C)``, ``-inf`` for classes a teacher
+    does not know, drawn as 0); markers: the weighted fusions in probability space (``sum_k w_k p_k``) and in
+    logit space (``softmax(sum_k w_k z_k)``, each class averaged over the teachers that know it)."""
+    w, probs, fused = _teacher_mix(teacher_logits, weights, temperature)
+    k, c = probs.shape
+    names = _class_names(class_names, c)
+    tnames = (
+        _class_names(teacher_names, k) if teacher_names is not None else [f"teacher {i}" for i in range(k)]
+    )
+    fig, ax = _new_axes(ax, figsize=(max(6.0, 0.7 * c + 2), 3.8), layout="constrained")
+    x, width = np.arange(c), 0.8 / k
+    for i in range(k):
+        ax.bar(
+            x + (i - (k - 1) / 2) * width,
+            probs[i],
+            width=width,
+            alpha=0.45,
+            label=f"{tnames[i]} (w = {w[i]:.2f})",
+        )
+    for marker, (space, what) in zip(("o", "D"), _SPACES.items()):
+        ax.plot(x, fused[space], ls="none", marker=marker, color="black" if space == "prob" else "crimson",
+                markersize=7, label=f"fused: {what}")  # fmt: skip
+    ax.set_xticks(x, names, rotation=45 if max(map(len, names)) > 3 else 0)
+    ax.set_xlabel("class")
+    ax.set_ylabel(f"probability (T = {temperature:g})")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Teachers (bars) and their weighted fusion (markers)")
+    ax.legend(fontsize="small", loc="upper right")
     return fig

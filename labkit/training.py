@@ -7,6 +7,9 @@ the methods in ``METHODS`` (a registry of small distiller modules):
 * ``kd``        - Hinton et al. (2015): ``(1 - alpha) CE + alpha T^2 KL(p_t^T || p_s^T)``.
 * ``hint``      - ``kd`` + ``beta`` x FitNets hint MSE through a learned regressor (Romero et al., 2015).
 * ``attention`` - ``kd`` + ``beta`` x attention transfer on every stage (Zagoruyko & Komodakis, 2017).
+* ``multi``     - many teachers (``teacher=lk.TeacherEnsemble([...], weighting=...)``):
+  ``(1 - alpha) CE + alpha T^2 sum_k w_k KL(p_k^T || p_s^T)``, see ``labkit.multiteacher``.
+* ``mse``       - "label distillation": ``(1 - alpha) CE + alpha sum_c (p_s^T - p_t^T)^2``, see ``labkit.ensemble``.
 
 The teacher always runs in ``eval()`` under ``torch.no_grad()``. For logit-only methods its logits are
 computed once and cached (``TrainConfig.cache_teacher``), which is exact because the data are not augmented.
@@ -35,8 +38,10 @@ from torch import nn
 
 from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
 from .data import ImageData, batches, cache_dir
+from .ensemble import label_distillation_loss
 from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss
 from .metrics import evaluate, predict_logits
+from .multiteacher import TeacherEnsemble, multi_teacher_kd_loss
 
 __all__ = [
     "METHODS",
@@ -156,6 +161,15 @@ class Distiller(nn.Module):
     def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> torch.Tensor:
         raise NotImplementedError
 
+    @staticmethod
+    def teacher_outputs(teacher: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The teacher's logits for all of ``x`` at once (the cache): ``(N, K)``."""
+        return predict_logits(teacher, x, batch_size=1024, device=device)
+
+    @staticmethod
+    def teacher_shape(train: ImageData, teacher: nn.Module | None) -> tuple[int, ...]:
+        return (len(train), train.num_classes)
+
 
 class CrossEntropy(Distiller):
     """From scratch: CE on labelled examples (target -1 = unlabelled, ignored)."""
@@ -203,7 +217,47 @@ class Attention(Hinton):
         return kd + self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
 
 
-METHODS: dict[str, type[Distiller]] = {"ce": CrossEntropy, "kd": Hinton, "hint": Hint, "attention": Attention}
+class MultiTeacher(Distiller):
+    """Many teachers at once; the weighting strategy is a fresh module per run (learned weights train here)."""
+
+    def __init__(self, cfg, student, teacher):
+        super().__init__(cfg, student, teacher)
+        if not isinstance(teacher, TeacherEnsemble):
+            raise ValueError(
+                "method 'multi' needs teacher=lk.TeacherEnsemble([teacher_1, ...], num_classes, weighting=...), "
+                f"got {type(teacher).__name__}."
+            )
+        self.weighting = teacher.make_weighting()
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        w = self.weighting(t_logits, y)  # (B, K)
+        kd = multi_teacher_kd_loss(s_logits, t_logits, y, w, self.cfg.temperature, self.cfg.alpha)
+        return kd + self.weighting.aux_loss
+
+    @staticmethod
+    def teacher_outputs(teacher, x, device):
+        return teacher.predict_stack(x, device=device)  # (N, K, C), once for all K teachers
+
+    @staticmethod
+    def teacher_shape(train, teacher):
+        return (len(train), len(teacher.teachers), train.num_classes)
+
+
+class LabelMSE(Distiller):
+    """KD with the KL replaced by the squared error between probabilities (``lk.label_distillation_loss``)."""
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return label_distillation_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+
+
+METHODS: dict[str, type[Distiller]] = {
+    "ce": CrossEntropy,
+    "kd": Hinton,
+    "hint": Hint,
+    "attention": Attention,
+    "multi": MultiTeacher,
+    "mse": LabelMSE,
+}
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -295,12 +349,13 @@ def fit(
 
     # Teacher logits once, when the method needs only logits and there is no augmentation.
     if Method.needs_teacher and not Method.needs_features and teacher_logits is None and cfg.cache_teacher:
-        teacher_logits = predict_logits(teacher, train.x, batch_size=1024, device=device)
+        teacher_logits = Method.teacher_outputs(teacher, train.x, device)
     if teacher_logits is not None:
-        if teacher_logits.shape != (len(train), train.num_classes):
+        expected = Method.teacher_shape(train, teacher)
+        if tuple(teacher_logits.shape) != expected:
             raise ValueError(
-                f"teacher_logits must have shape {(len(train), train.num_classes)} (one row per training "
-                f"example), got {tuple(teacher_logits.shape)}."
+                f"teacher_logits must have shape {expected} (one row per training example), got "
+                f"{tuple(teacher_logits.shape)}."
             )
         teacher_logits = teacher_logits.to(device)
 
@@ -415,6 +470,16 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+def _fingerprint(data: ImageData) -> str:
+    """A short hash of the images and labels (a strided sample of pixels, all labels): the same data read
+    from another folder or machine gives the same cache key; different data does not."""
+    flat = data.x.detach().reshape(-1)
+    step = max(1, flat.numel() // 1_000_000)
+    h = hashlib.sha1(flat[::step].float().cpu().numpy().round(4).tobytes())
+    h.update(data.y.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def train_or_load(
     model: nn.Module,
     train: ImageData,
@@ -428,7 +493,7 @@ def train_or_load(
 ) -> History:
     """``fit`` unless a checkpoint for exactly this model, data and config is cached; then load it.
 
-    The cache key hashes the model's architecture, the data (name, size, source) and the config, so changing
+    The cache key hashes the model's architecture, the data (name, size, content) and the config, so changing
     any of them retrains. Weights are stored as safetensors next to a JSON history.
     """
     cfg = config or TrainConfig()
@@ -436,7 +501,7 @@ def train_or_load(
         [
             repr(model),
             train.name,
-            train.source,
+            _fingerprint(train),  # the data's content, not where it was read from
             len(train),
             method,
             dataclasses.asdict(cfg) | {"progress": None},

@@ -2,7 +2,8 @@
 
 ``temperature_explorer`` is a slider over T that redraws a teacher's softened distribution
 ``softmax(z / T)``; ``softened_table`` gives the same numbers as a table, which is what a CI run or a
-rendered notebook without a kernel shows.
+rendered notebook without a kernel shows. ``teacher_mixer`` has one slider per teacher weight and redraws the
+fused distribution of several teachers on a chosen example; ``mixer_table`` is its static twin.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 from ._validate import check_temperature
-from .plotting import _as_vector_logits, _class_names, _softened, plot_temperature
+from .plotting import (
+    _SPACES,
+    _as_vector_logits,
+    _class_names,
+    _softened,
+    _teacher_mix,
+    plot_teacher_mix,
+    plot_temperature,
+)
 
-__all__ = ["softened_table", "temperature_explorer"]
+__all__ = ["mixer_table", "softened_table", "teacher_mixer", "temperature_explorer"]
 
 
 def softened_table(
@@ -81,3 +92,79 @@ def temperature_explorer(
     slider.observe(lambda change: redraw(change["new"]), names="value")
     redraw(start)
     return widgets.VBox([slider, out])
+
+
+def _teacher_names(teacher_names: Sequence[str] | None, k: int) -> list[str]:
+    return _class_names(teacher_names, k) if teacher_names is not None else [f"teacher {i}" for i in range(k)]
+
+
+def mixer_table(
+    teacher_logits: Any,
+    weights: Any = None,
+    class_names: Sequence[str] | None = None,
+    teacher_names: Sequence[str] | None = None,
+    temperature: float = 1.0,
+) -> pd.DataFrame:
+    """One example's teachers and their fusions as a table: one row per teacher (``softmax(z_k / T)``, 0 for
+    classes it does not know) and one per fusion space (``fused (prob)``, ``fused (logit)``); each row sums to
+    1. Columns: the classes, then ``weight`` (the normalised teacher weight; NaN on the fused rows).
+    ``teacher_logits``: ``(K, C)`` or ``(1, K, C)``; ``weights``: K non-negative numbers (None = uniform)."""
+    w, probs, fused = _teacher_mix(teacher_logits, weights, temperature)
+    k, c = probs.shape
+    rows = np.vstack([probs, *fused.values()])
+    index = _teacher_names(teacher_names, k) + [f"fused ({s})" for s in fused]
+    table = pd.DataFrame(rows, columns=_class_names(class_names, c), index=index)
+    table["weight"] = [*w, *([float("nan")] * len(fused))]
+    return table
+
+
+def teacher_mixer(
+    teacher_stack: Any,
+    class_names: Sequence[str] | None = None,
+    teacher_names: Sequence[str] | None = None,
+    temperature: float = 1.0,
+) -> widgets.VBox:
+    """Mix K teachers by hand: an example slider, one weight slider per teacher (0..1, normalised to sum 1)
+    and a chart of every teacher's distribution with the fused ones (probability and logit space).
+
+    ``teacher_stack``: ``(N, K, C)`` teacher logits in the student's label space, e.g. from
+    ``TeacherEnsemble.predict_stack`` (``-inf`` for classes a teacher does not know). Returns a ``VBox``
+    (children: example slider, a box of weight sliders, the output area); ``mixer_table`` is the static view.
+    """
+    z = torch.as_tensor(
+        teacher_stack.detach().cpu() if isinstance(teacher_stack, torch.Tensor) else teacher_stack
+    )
+    if z.dim() != 3 or z.shape[0] == 0 or z.shape[1] == 0:
+        raise ValueError(
+            f"teacher_stack must be a (examples, teachers, classes) stack, got shape {tuple(z.shape)}; "
+            "build it with TeacherEnsemble.predict_stack(x) or lk.stack_teacher_logits."
+        )
+    n, k, c = z.shape
+    names, tnames = _class_names(class_names, c), _teacher_names(teacher_names, k)
+    check_temperature(temperature)
+    example = widgets.IntSlider(value=0, min=0, max=n - 1, description="example", continuous_update=False)
+    sliders = [
+        widgets.FloatSlider(
+            value=1.0, min=0.0, max=1.0, step=0.05, description=t[:12], continuous_update=False
+        )
+        for t in tnames
+    ]
+    out = widgets.Output()
+
+    def redraw(_: Any = None) -> None:
+        raw = [s.value for s in sliders]
+        weights = raw if sum(raw) > 0 else None  # all sliders at 0: uniform, said so below
+        table = mixer_table(z[example.value], weights, names, tnames, temperature)
+        with out:
+            out.clear_output(wait=True)
+            for space, what in _SPACES.items():
+                row = table.loc[f"fused ({space})", names]
+                print(f"{what}: top class {row.idxmax()!r} with p = {row.max():.3f}")
+            if weights is None:
+                print("every weight is 0: showing uniform weights")
+            display(plot_teacher_mix(z[example.value], weights, names, tnames, temperature))
+
+    for w in (example, *sliders):
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([example, widgets.VBox(sliders), out])

@@ -6,6 +6,8 @@ import torch
 from labkit.losses import kd_kl_loss
 from labkit.pitfalls import (
     BUGS,
+    CE_BUGS,
+    NegatedCE,
     kd_kl_on_raw_logits,
     kd_mean_reduction,
     kd_missing_t2,
@@ -56,3 +58,26 @@ def test_negated_ce_descends_towards_wrong_answers():
 
 def test_bug_table_lists_diagnoses():
     assert len(BUGS) == 4 and all(callable(f) and isinstance(d, str) for f, d in BUGS.values())
+
+
+def test_ce_bug_table_and_negated_ce_method_trains_towards_minus_infinity():
+    import math
+
+    import labkit as lk
+
+    ((fn, diagnosis),) = CE_BUGS.values()
+    y = torch.randint(0, 10, (32,), generator=g)
+    assert fn(S, y).item() == pytest.approx(-torch.nn.functional.cross_entropy(S, y).item()) and diagnosis
+    x = torch.randn(200, 1, 8, 8, generator=g)
+    train = lk.ImageData(
+        x, torch.randint(0, 10, (200,), generator=g), [str(i) for i in range(10)], "toy", "test"
+    )
+    model = lk.build_model("mlp", (1, 8, 8), 10, hidden=(8,))
+    lk.METHODS["negated_ce"] = NegatedCE
+    try:
+        cfg = lk.TrainConfig(epochs=3, batch_size=50, lr=0.05, progress=False)
+        history = lk.fit(model, train, method="negated_ce", config=cfg)
+    finally:
+        del lk.METHODS["negated_ce"]  # never leave the bug registered
+    losses = [r["train_loss"] for r in history.records]
+    assert losses[-1] < losses[0] and losses[-1] < -math.log(10)  # descends without bound

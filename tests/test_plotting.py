@@ -14,7 +14,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from labkit.plotting import plot_comparison, plot_history, plot_reliability, plot_temperature  # noqa: E402
+from labkit.plotting import (
+    plot_attention_maps,
+    plot_comparison,
+    plot_gradient_scale,
+    plot_history,
+    plot_reliability,
+    plot_temperature,
+)  # noqa: E402
 from labkit.widgets import softened_table, temperature_explorer  # noqa: E402
 
 LOGITS = torch.tensor([6.0, 2.0, 1.0, 0.5, -1.0])
@@ -134,3 +141,46 @@ def test_temperatures_as_arrays():
     assert list(table.index) == [1.0, 2.0]
     assert len(softened_table(LOGITS, 3.0)) == 1
     assert len(softened_table(LOGITS, (np.float32(2.0), np.int64(4))).index) == 2
+
+
+def test_plot_attention_maps_grid_from_features_and_maps():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 1, 8, 8, generator=g)
+    feats = torch.randn(5, 6, 4, 4, generator=g)  # more rows than images: the first 3 are used
+    fig = plot_attention_maps(images, {"teacher": feats, "ready map": torch.rand(3, 4, 4, generator=g)})
+    assert isinstance(fig, Figure) and fig.get_suptitle()
+    assert len(fig.axes) == 3 * 3
+    assert [fig.axes[j].get_title() for j in range(3)] == ["input", "teacher", "ready map"]
+    assert [fig.axes[3 * i].get_ylabel() for i in range(3)] == ["image 0", "image 1", "image 2"]
+    shown = fig.axes[1].images[0].get_array()  # the attention map of feats[0]: L2-normalised (4, 4)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(shown)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(shown), feats[0].pow(2).mean(0).div(feats[0].pow(2).mean(0).norm()).numpy(), rtol=1e-5
+    )
+    rgb = plot_attention_maps(torch.randn(1, 3, 8, 8), {"m": torch.rand(1, 2, 2)}, title="t")
+    assert rgb.get_suptitle() == "t"
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        plot_attention_maps(images, {"short": torch.rand(2, 4, 4)})
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_attention_maps(images, {})
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        plot_attention_maps(torch.randn(8, 8), {"m": torch.rand(1, 4, 4)})
+
+
+def test_plot_gradient_scale_log_axes_guide_and_validation():
+    table = pd.DataFrame(
+        {"with T^2": [1.0, 1.1, 1.05], "without T^2": [1.0, 0.275, 0.066]},
+        index=pd.Index([1, 2, 4], name="T"),
+    )
+    fig = plot_gradient_scale(table)
+    assert_labelled(fig)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == 3  # two columns + the guide
+    # the guide falls as T^-2 from the first point of the last column
+    np.testing.assert_allclose(lines[-1].get_ydata(), [1.0, 0.25, 0.0625])
+    with pytest.raises(ValueError, match="> 0"):
+        plot_gradient_scale(table * 0)
+    with pytest.raises(ValueError, match=">= 2 rows"):
+        plot_gradient_scale(table.iloc[:1])

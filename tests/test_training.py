@@ -221,3 +221,18 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             get_device("cuda")
+
+
+def test_train_or_load_cache_key_follows_data_content_not_path(digits, tmp_path, capsys):
+    import dataclasses
+
+    a = student(digits, seed=0)
+    train_or_load(a, digits.train, name="t", config=cfg(epochs=1), cache=tmp_path)
+    moved = dataclasses.replace(
+        digits.train, source="local: /elsewhere/digits.npz"
+    )  # same data, other folder
+    train_or_load(student(digits, seed=0), moved, name="t", config=cfg(epochs=1), cache=tmp_path)
+    assert "loaded cached t" in capsys.readouterr().out
+    changed = dataclasses.replace(digits.train, x=digits.train.x.flip(-1))  # same size, other content
+    train_or_load(student(digits, seed=0), changed, name="t", config=cfg(epochs=1), cache=tmp_path)
+    assert len(list(tmp_path.glob("t-*.safetensors"))) == 2

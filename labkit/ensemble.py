@@ -1,0 +1,354 @@
+"""Ensembles as teachers, and distillation without a fixed teacher: mutual learning and born-again networks.
+
+* ``EnsembleTeacher`` - K trained members presented as one teacher module: ``forward(x)`` returns the fused
+  log-probabilities ``(B, C)`` (``labkit.multiteacher.fuse_teachers``: averaged probabilities, averaged logits
+  or a log-space mixture), so ``lk.evaluate``, ``lk.count_parameters`` and ``lk.fit(..., teacher=ensemble)``
+  treat the ensemble like any model. With ``feature_member=k`` it also returns member ``k``'s stage features,
+  so FitNets hints (method ``hint``) can distil from the ensemble's outputs plus one member's features.
+* ``prob_mse_loss`` / ``label_distillation_loss`` - "label distillation": the squared error between student
+  and teacher *probabilities* (method ``mse`` of ``lk.fit``). Ba & Caruana (2014) regressed the *logits*
+  instead; Hinton et al. (2015, Sec. 2.1) show that KD at high temperature approaches that logit regression.
+* ``dml_loss`` / ``mutual_learning`` - deep mutual learning (Zhang et al., 2018): K peers trained together,
+  each on its labels plus the KL to the other peers' predictions, with no pre-trained teacher.
+* ``born_again`` - born-again networks (Furlanello et al., 2018): generation ``g`` is a student of the same
+  architecture distilled from generation ``g - 1``.
+* ``inference_ms`` - measured forward time of one batch, for the size and cost columns of a results table.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import (
+    check_alpha,
+    check_choice,
+    check_logits,
+    check_logits_pair,
+    check_positive_int,
+    check_targets,
+    check_temperature,
+)
+from .data import ImageData, batches
+from .losses import kd_kl_loss
+from .metrics import evaluate
+from .multiteacher import FUSIONS, fuse_teachers
+
+__all__ = [
+    "EnsembleTeacher",
+    "born_again",
+    "dml_loss",
+    "inference_ms",
+    "label_distillation_loss",
+    "mutual_learning",
+    "prob_mse_loss",
+]
+
+
+# ------------------------------------------------------------------------------------------ objectives
+def prob_mse_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    r"""Squared error between softened probabilities, summed over classes and averaged over the batch.
+
+    .. math::  L_{MSE} = \frac{1}{B} \sum_b \sum_c \big(p_s^T(b)_c - p_t^T(b)_c\big)^2,
+               \quad p^T = \mathrm{softmax}(z / T)
+
+    Shapes: both ``(B, C)`` -> scalar, float32, teacher side detached. Each term lies in [0, 2]. Unlike the KL
+    there is no ``T**2`` factor, and the gradient with respect to the student's logits passes through the
+    softmax Jacobian ``diag(p) - p p^T``: it vanishes when the student is confidently wrong, the reason Ba &
+    Caruana (2014) regressed logits rather than probabilities.
+    """
+    check_logits_pair(student_logits, teacher_logits)
+    t = check_temperature(temperature)
+    p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
+    p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
+    return (p_s - p_t).pow(2).sum(dim=-1).mean()
+
+
+def _ce_labelled(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    labelled = targets >= 0  # (B,) -1 = unlabelled
+    if not bool(labelled.any()):
+        return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
+    return F.cross_entropy(logits[labelled].float(), targets[labelled])
+
+
+def label_distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 0.9,
+) -> torch.Tensor:
+    r"""``(1 - alpha) CE(y, p_s) + alpha * prob_mse_loss(z_s, z_t, T)``: Hinton's objective with the KL
+    replaced by the squared error on probabilities. Shapes: logits ``(B, C)``, targets ``(B,)`` (-1 =
+    unlabelled, MSE term only)."""
+    check_logits_pair(student_logits, teacher_logits)
+    a = check_alpha(alpha)
+    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    ce = _ce_labelled(student_logits, targets)
+    return (1.0 - a) * ce + a * prob_mse_loss(student_logits, teacher_logits, temperature)
+
+
+def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    r"""Deep mutual learning (Zhang et al., 2018): one loss per peer, ``(K,)``.
+
+    .. math::  L_k = CE(y, p_k) + \frac{1}{K - 1} \sum_{j \ne k} T^2\, KL\big(p_j^T \,\|\, p_k^T\big)
+
+    ``logits``: K peers' ``(B, C)`` logits on the same batch. Peer ``j`` is detached inside ``L_k``, so
+    ``dml_loss(...).sum().backward()`` gives every peer exactly the gradient of its own loss. The paper uses
+    ``T = 1`` (then ``T**2 = 1``). Unlabelled rows (target -1) contribute to the KL terms only.
+    """
+    if not isinstance(logits, (list, tuple)) or len(logits) < 2:
+        n = len(logits) if isinstance(logits, (list, tuple)) else type(logits).__name__
+        raise ValueError(f"mutual learning needs at least two peers' logits, got {n}.")
+    for z in logits:
+        check_logits(z)
+        check_logits_pair(z, logits[0])
+    check_targets(targets, logits[0].shape[0], logits[0].shape[1])
+    t = check_temperature(temperature)
+    k = len(logits)
+    losses = []
+    for i, z in enumerate(logits):
+        kl = sum(kd_kl_loss(z, other, t) for j, other in enumerate(logits) if j != i)  # others detached
+        losses.append(_ce_labelled(z, targets) + kl / (k - 1))
+    return torch.stack(losses)  # (K,)
+
+
+# ------------------------------------------------------------------------------------------ the ensemble
+class EnsembleTeacher(nn.Module):
+    """K trained classifiers as one model: ``forward(x)`` -> fused log-probabilities ``(B, C)``.
+
+    ``space``: ``"prob"`` (average the probabilities, a mixture), ``"logit"`` (average the logits) or
+    ``"logprob"`` (normalised geometric mixture; for members over the same classes it equals ``"logit"``, since
+    ``mean_k log p_k`` and ``mean_k z_k`` differ by a constant per example). ``weights``: one per member
+    (default uniform). ``feature_member``: index of the member whose stage features
+    ``forward(x, return_features=True)`` returns, next to the fused output; needed for method ``hint``.
+    Members are put in ``eval()`` mode and stay there whatever the ensemble's mode (trained members are not
+    trained further: their BatchNorm statistics and dropout stay frozen).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[nn.Module],
+        space: str = "prob",
+        weights: Sequence[float] | None = None,
+        feature_member: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(members, (list, tuple)) or len(members) == 0:
+            raise ValueError("an ensemble needs at least one member, got zero.")
+        if not all(isinstance(m, nn.Module) for m in members):
+            raise ValueError("every ensemble member must be an nn.Module.")
+        widths = [getattr(m, "num_classes", None) for m in members]
+        if None in widths or len(set(widths)) != 1:
+            raise ValueError(
+                f"ensemble members must all have the same num_classes attribute, got {widths}; fuse members "
+                "with different label spaces with lk.stack_teacher_logits(..., class_maps=...)."
+            )
+        self.members = nn.ModuleList(members)
+        self.num_classes = int(widths[0])
+        self.space = check_choice(space, FUSIONS, "fusion space")
+        w = None
+        if weights is not None:
+            w = torch.as_tensor([float(v) for v in weights], dtype=torch.float32)
+            if len(w) != len(members) or not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
+                raise ValueError(
+                    f"weights must be {len(members)} numbers >= 0, not all 0; got {list(weights)}."
+                )
+            w = w / w.sum()
+        self.register_buffer("weights", w, persistent=False)
+        self.feature_member = feature_member
+        if feature_member is not None:
+            if not isinstance(feature_member, int) or not 0 <= feature_member < len(members):
+                raise ValueError(
+                    f"feature_member must index a member (0..{len(members) - 1}), got {feature_member!r}."
+                )
+            source = members[feature_member]
+            if not hasattr(source, "feature_channels"):
+                raise ValueError(f"member {feature_member} returns no features (not a labkit.models model).")
+            self.feature_channels = list(source.feature_channels)
+            self.spatial_features = getattr(source, "spatial_features", True)
+        self.members.eval()
+
+    def train(self, mode: bool = True) -> EnsembleTeacher:
+        super().train(mode)
+        self.members.eval()  # BatchNorm statistics and dropout of trained members stay frozen
+        return self
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        feats = None
+        logits = []
+        for k, member in enumerate(self.members):
+            if return_features and k == self.feature_member:
+                z, feats = member(x, return_features=True)
+            else:
+                z = member(x)
+            logits.append(z.float())  # (B, C)
+        if return_features and feats is None:
+            raise ValueError("this ensemble returns no features: build it with feature_member=<index>.")
+        stack = torch.stack(logits, dim=1)  # (B, K, C)
+        w = None if self.weights is None else self.weights.to(x.device).expand(stack.shape[0], -1)
+        fused = fuse_teachers(stack, w, self.space)  # (B, C) log-probabilities
+        return (fused, feats) if return_features else fused
+
+
+# ---------------------------------------------------------------------------------- training without a teacher
+def _check_students(students: Sequence[nn.Module], train: ImageData, minimum: int, what: str) -> None:
+    if not isinstance(students, (list, tuple)) or len(students) < minimum:
+        n = len(students) if isinstance(students, (list, tuple)) else type(students).__name__
+        raise ValueError(f"{what} needs at least {minimum} students, got {n}.")
+    if len({id(s) for s in students}) != len(students):
+        raise ValueError(f"{what} needs distinct student modules; the same module was passed twice.")
+    for i, s in enumerate(students):
+        if not isinstance(s, nn.Module):
+            raise ValueError(f"student {i} must be an nn.Module, got {type(s).__name__}.")
+        k = getattr(s, "num_classes", None)
+        if k is not None and k != train.num_classes:
+            raise ValueError(f"student {i} has {k} outputs but the data have {train.num_classes} classes.")
+
+
+def mutual_learning(
+    students: Sequence[nn.Module],
+    train: ImageData,
+    config=None,
+    *,
+    temperature: float = 1.0,
+    val: ImageData | None = None,
+) -> list:
+    """Train K peers together with ``dml_loss`` (deep mutual learning); returns one ``History`` per peer.
+
+    Same loop as ``lk.fit`` (optimiser, schedule, batch order from ``config``; the ``temperature`` of the
+    KL terms is separate because the paper uses 1, not the KD default of 4): every batch, all peers predict,
+    each peer's loss uses the others' predictions detached, and one optimiser step updates all peers. No
+    checkpointing. Peers are left in ``eval()`` mode.
+    """
+    from .training import OPTIMIZERS, History, TrainConfig, _autocast, get_device, seed_everything
+
+    _check_students(students, train, 2, "mutual learning")
+    cfg = config or TrainConfig()
+    t = check_temperature(temperature)
+    device = get_device(cfg.device)
+    seed_everything(cfg.seed)
+    for s in students:
+        s.to(device)
+    params = [p for s in students for p in s.parameters()]
+    opt = OPTIMIZERS[cfg.optimizer](params, cfg)
+    steps = cfg.epochs * max(1, math.ceil(len(train) / cfg.batch_size))
+    cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine if cfg.schedule == "cosine" else (lambda s: 1.0))
+    x, y = train.x.to(device), train.y.to(device)
+    histories = [History() for _ in students]
+    for epoch in range(cfg.epochs):
+        for s in students:
+            s.train()
+        t0, seen = time.perf_counter(), 0
+        totals, correct = [0.0] * len(students), [0] * len(students)
+        for xb, yb in batches(x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+            with _autocast(device, cfg.amp):
+                logits = [s(xb) for s in students]  # K x (B, C)
+                losses = dml_loss(logits, yb, t)  # (K,)
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError(
+                    f"mutual learning loss became {losses.tolist()} at epoch {epoch + 1}."
+                )
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            sched.step()
+            mask = yb >= 0
+            for i, z in enumerate(logits):
+                totals[i] += losses[i].item() * len(xb)
+                correct[i] += int((z.argmax(1)[mask] == yb[mask]).sum())
+            seen += len(xb)
+        labelled = int((y >= 0).sum())
+        for i, s in enumerate(students):
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": totals[i] / max(seen, 1),
+                "train_accuracy": correct[i] / labelled if labelled else float("nan"),
+                "seconds": time.perf_counter() - t0,
+            }
+            if val is not None:
+                record.update({f"val_{k}": v for k, v in evaluate(s, val).items()})
+            histories[i].records.append(record)
+    for s in students:
+        s.eval()
+    return histories
+
+
+def born_again(
+    make_student: Callable[[int], nn.Module],
+    train: ImageData,
+    teacher: nn.Module,
+    generations: int,
+    config=None,
+    *,
+    method: str = "kd",
+    val: ImageData | None = None,
+) -> tuple[list[nn.Module], list]:
+    """Born-again networks (Furlanello et al., 2018): ``make_student(g)`` builds generation ``g = 1..G``, which
+    is distilled (``lk.fit(..., method=method)``) from generation ``g - 1``; generation 0 is ``teacher``,
+    usually a model of the same architecture trained from labels. Returns ``(students, histories)``, one per
+    generation. Every generation uses ``config`` unchanged (the same batch order).
+    """
+    from .training import TrainConfig, fit
+
+    check_positive_int(generations, "generations")
+    if not callable(make_student):
+        raise ValueError("make_student must be a function generation -> a fresh nn.Module.")
+    if not isinstance(teacher, nn.Module):
+        raise ValueError(f"born_again needs a trained teacher (generation 0), got {type(teacher).__name__}.")
+    cfg = config or TrainConfig()
+    students, histories, previous = [], [], teacher
+    for g in range(1, generations + 1):
+        student = make_student(g)
+        _check_students([student], train, 1, "born_again")
+        if any(student is m for m in (teacher, *students)):
+            raise ValueError(
+                f"make_student({g}) returned a model of an earlier generation; build a fresh one."
+            )
+        histories.append(fit(student, train, method=method, teacher=previous, config=cfg, val=val))
+        students.append(student)
+        previous = student
+    return students, histories
+
+
+# ------------------------------------------------------------------------------------------------ cost
+@torch.inference_mode()
+def inference_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
+    """Median wall time in milliseconds of ``model(x)`` for one batch ``x`` ``(B, ...)``, in ``eval()`` mode
+    after one warm-up call, on the device the model's parameters are on. The model's modes are restored.
+    A measurement on this machine: it moves with the hardware and with whatever else is running."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"inference_ms needs an nn.Module, got {type(model).__name__}.")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError("x must be a non-empty batch tensor (B, ...).")
+    check_positive_int(repeats, "repeats")
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    x = x.to(device)
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    try:
+        model(x)  # warm-up: first-call allocations and kernel selection
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            times.append(time.perf_counter() - t0)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return 1000.0 * statistics.median(times)

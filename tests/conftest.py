@@ -1,0 +1,18 @@
+"""Shared test hooks: the smoke run time of every notebook is printed at the end of the session, so CI's log
+shows how long the course takes (measured, never asserted: run times belong to benchmarks)."""
+
+from __future__ import annotations
+
+NOTEBOOK_SECONDS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not NOTEBOOK_SECONDS:
+        return
+    from labkit.nbtools import hardware
+
+    tr = terminalreporter
+    tr.section(f"notebook run times, smoke profile, papermill ({hardware()})")
+    for name, seconds in sorted(NOTEBOOK_SECONDS.items()):
+        tr.write_line(f"{name:45s} {seconds:7.1f} s")
+    tr.write_line(f"{'whole course':45s} {sum(NOTEBOOK_SECONDS.values()):7.1f} s")
