@@ -14,6 +14,7 @@ from .data import (
     few_labels_split,
     load_dataset,
     num_batches,
+    per_class_budget,
     train_val_split,
 )
 from .ensemble import (

@@ -34,6 +34,7 @@ __all__ = [
     "cache_dir",
     "concat",
     "few_labels_split",
+    "per_class_budget",
     "load_dataset",
     "num_batches",
     "train_val_split",
@@ -245,6 +246,8 @@ def _vision(
     env = "has no such file" if os.environ.get("LABKIT_DATA_DIR") else "is not set"
     if not download:
         raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and download=False.")
+    if os.environ.get("LABKIT_OFFLINE", "") not in ("", "0"):
+        raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and LABKIT_OFFLINE is set (no downloads).")
     return _download(name, tv_class, timeout, f"no local copy (LABKIT_DATA_DIR {env})")
 
 
@@ -424,6 +427,20 @@ def few_labels_split(
     rest = np.setdiff1d(np.arange(len(data)), chosen)
     transfer = data.subset(rest)
     return data.subset(chosen), transfer if keep_labels else transfer.unlabelled()
+
+
+def per_class_budget(data: ImageData, total: int | None) -> int:
+    """Labelled examples per class for a class-balanced subset of about ``total`` images (``None``: as many
+    as possible), capped by the smallest class, so that a profile sized for Fashion-MNIST still runs on the
+    small digits fallback."""
+    labels = data.y[data.y >= 0]
+    if labels.numel() == 0:
+        raise ValueError("the data have no labelled examples to draw a balanced subset from.")
+    smallest = int(torch.bincount(labels, minlength=data.num_classes).min())
+    if total is None:
+        return smallest
+    check_positive_int(total, "total")
+    return max(1, min(total // data.num_classes, smallest))
 
 
 def train_val_split(data: ImageData, val_fraction: float = 0.1, seed: int = 0) -> tuple[ImageData, ImageData]:

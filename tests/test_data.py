@@ -206,6 +206,37 @@ def test_fallback_when_download_fails(monkeypatch, capsys, error):
     assert "DATASET FALLBACK" in out and str(error.args[0]) in out
 
 
+def test_real_network_failure_is_bounded_by_the_timeout(monkeypatch, capsys):
+    """A real socket to an unroutable address (TEST-NET-1, RFC 5737), as a download on a machine without
+    network: the loader's timeout bounds it and the lesson falls back instead of hanging."""
+    import time
+    import urllib.request
+
+    class RealNetworkDataset:
+        def __init__(self, root, train=True, download=False):
+            urllib.request.urlopen("http://192.0.2.1/train-images-idx3-ubyte.gz")  # real connect attempt
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(FashionMNIST=RealNetworkDataset, CIFAR10=RealNetworkDataset)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    t0 = time.perf_counter()
+    with pytest.warns(UserWarning, match="fashion_mnist"):
+        data = load_dataset("fashion_mnist", timeout=1.0, max_train=50)
+    assert time.perf_counter() - t0 < 30  # bounded (connect timeout 1 s, or refused at once), never a hang
+    assert data.fell_back and "DATASET FALLBACK" in capsys.readouterr().out
+
+
+def test_labkit_offline_skips_downloads(monkeypatch, capsys):
+    seen: list = []
+    _fake_torchvision(monkeypatch, OSError("should not be called"), seen)
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    monkeypatch.delenv("LABKIT_DATA_DIR", raising=False)
+    with pytest.warns(UserWarning, match="LABKIT_OFFLINE"):
+        data = load_dataset("cifar10", max_train=50)
+    assert seen == [] and data.fell_back
+    assert "LABKIT_OFFLINE is set" in capsys.readouterr().out
+
+
 def test_successful_download_uses_torchvision_arrays(monkeypatch, tmp_path):
     """torchvision's FashionMNIST keeps uint8 tensors (N, 28, 28) in .data and a tensor in .targets."""
     roots: list = []
@@ -368,3 +399,15 @@ def test_concat(digits):
     wide = ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), digits.classes, "toy", "t")
     with pytest.raises(ValueError, match="shape"):
         concat(digits.train, wide)
+
+
+def test_per_class_budget_caps_at_the_smallest_class(digits):
+    import labkit as lk
+
+    smallest = int(digits.train.y.bincount().min())
+    assert lk.per_class_budget(digits.train, 500) == 50
+    assert lk.per_class_budget(digits.train, 20_000) == smallest  # a default-profile size on the fallback
+    assert lk.per_class_budget(digits.train, None) == smallest
+    assert lk.per_class_budget(digits.train, 3) == 1
+    with pytest.raises(ValueError, match="no labelled"):
+        lk.per_class_budget(digits.train.unlabelled(), 100)

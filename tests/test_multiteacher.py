@@ -317,3 +317,19 @@ def test_teacher_mixer_builds_and_redraws():
         lk.teacher_mixer(torch.randn(4, 10))
     with pytest.raises(ValueError, match="class_names"):
         lk.teacher_mixer(stack, class_names=["a"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("T", [0.5, 20.0])
+def test_multi_teacher_loss_finite_in_low_precision_with_extreme_logits(dtype, T):
+    s = (torch.randn(8, 10) * 3e3).to(dtype).requires_grad_(True)
+    z = lk.stack_teacher_logits(
+        [(torch.randn(8, 10) * 3e3).to(dtype), (torch.randn(8, 5) * 3e3).to(dtype)],
+        class_maps=[None, [0, 2, 4, 6, 8]],
+        num_classes=10,
+    )
+    for name in ("uniform", "confidence", "label"):
+        w = lk.make_weighting(name, 2)(z, torch.arange(8) % 10)
+        loss = lk.multi_teacher_kd_loss(s, z, torch.arange(8) % 10, w, temperature=T, alpha=0.5)
+        (grad,) = torch.autograd.grad(loss, s)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all(), name

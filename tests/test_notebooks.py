@@ -87,3 +87,26 @@ def test_nbval_expectations(path):
     ]
     proc = subprocess.run([*cmd, str(path)], cwd=path.parent, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_default_profile_completes_offline(path, tmp_path, monkeypatch):
+    """No network and no data dir: the *default* profile (what a learner runs) still completes, on the loud
+    digits fallback, instead of hanging on a download or crashing on sizes meant for Fashion-MNIST."""
+    import papermill as pm
+
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    monkeypatch.delenv("LABKIT_DATA_DIR", raising=False)
+    monkeypatch.delenv("LABKIT_PROFILE", raising=False)
+    out = tmp_path / path.name
+    pm.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"PROFILE": "default"},
+        cwd=str(path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    assert "DATASET FALLBACK" in text, f"{path.name}: the fallback must be announced in the notebook's output"
