@@ -64,10 +64,11 @@ def run(notebooks: list[Path], profile: str, record: bool) -> int:
         timings[nb.name] = {"seconds": round(seconds, 1), "status": status}
         print(f"  {status:6s} {nb.name:45s} {seconds:7.1f} s")
     (out_dir / "timings.json").write_text(json.dumps({"hardware": machine, "notebooks": timings}, indent=1))
-    if record and not failed:
+    done = {name: t for name, t in timings.items() if t["status"] == "ok"}
+    if record and done:  # record every notebook that ran; a failed one keeps its previous measurement
         manifest = json.loads(MANIFEST.read_text())
         today = dt.date.today().isoformat()
-        for name, t in timings.items():
+        for name, t in done.items():
             entry = manifest.setdefault(name, {})
             entry.setdefault("durations", {})[profile] = {
                 "seconds": t["seconds"],
@@ -77,7 +78,7 @@ def run(notebooks: list[Path], profile: str, record: bool) -> int:
         MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
         update_readme()
         if profile != "smoke":  # the real lessons' measured outputs, readable on GitHub without running
-            for name, t in timings.items():
+            for name, t in done.items():
                 export_digest(out_dir / name, profile, machine, t["seconds"])
     total = sum(t["seconds"] for t in timings.values())
     print(
