@@ -9,12 +9,13 @@ PROFILE ?= smoke
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env course test lint format clean-notebooks lab clean readme-table
+.PHONY: help env course test lint format clean-notebooks lab clean readme-table bench
 
 help:
 	@echo "make course [PROFILE=smoke|default|full]  run every notebook headless with papermill"
 	@echo "make test                                 lint + tests (what CI runs)"
 	@echo "make lab                                  open JupyterLab on notebooks/"
+	@echo "make bench                                timing benchmarks -> results/BENCH.md (~2-3 min on 2 CPU cores)"
 	@echo "make clean-notebooks                      strip outputs/metadata (keeps stated expectations)"
 	@echo "make clean                                remove build outputs (keeps caches and .venv)"
 
@@ -31,19 +32,22 @@ course: env
 	$(PY) tools/run_course.py --profile $(PROFILE) $(NOTEBOOKS)
 
 lint: env
-	$(PY) -m ruff check labkit tests tools notebooks
-	$(PY) -m ruff format --check labkit tests tools
+	$(PY) -m ruff check labkit tests tools notebooks benchmarks
+	$(PY) -m ruff format --check labkit tests tools benchmarks
 	$(PY) tools/nbclean.py --check $(NOTEBOOKS)
 
 test: lint
 	$(PY) -m pytest
 
 format: env
-	$(PY) -m ruff format labkit tests tools
-	$(PY) -m ruff check --fix labkit tests tools notebooks
+	$(PY) -m ruff format labkit tests tools benchmarks
+	$(PY) -m ruff check --fix labkit tests tools notebooks benchmarks
 
 clean-notebooks: env
 	$(PY) tools/nbclean.py $(NOTEBOOKS)
+
+bench: env
+	$(PY) benchmarks/bench.py
 
 readme-table: env
 	$(PY) tools/run_course.py --readme-only
