@@ -34,6 +34,7 @@ from .losses import (
     get_objective,
     hinton_kd_loss,
     kd_kl_loss,
+    labelled_cross_entropy,
     soft_targets,
 )
 from .metrics import (

@@ -36,7 +36,7 @@ from ._validate import (
     check_temperature,
 )
 from .data import ImageData, batches
-from .losses import kd_kl_loss
+from .losses import kd_kl_loss, labelled_cross_entropy
 from .metrics import evaluate
 from .multiteacher import FUSIONS, fuse_teachers
 
@@ -72,13 +72,6 @@ def prob_mse_loss(
     return (p_s - p_t).pow(2).sum(dim=-1).mean()
 
 
-def _ce_labelled(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    labelled = targets >= 0  # (B,) -1 = unlabelled
-    if not bool(labelled.any()):
-        return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
-    return F.cross_entropy(logits[labelled].float(), targets[labelled])
-
-
 def label_distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -92,7 +85,7 @@ def label_distillation_loss(
     check_logits_pair(student_logits, teacher_logits)
     a = check_alpha(alpha)
     check_targets(targets, student_logits.shape[0], student_logits.shape[1])
-    ce = _ce_labelled(student_logits, targets)
+    ce = labelled_cross_entropy(student_logits, targets)
     return (1.0 - a) * ce + a * prob_mse_loss(student_logits, teacher_logits, temperature)
 
 
@@ -117,7 +110,7 @@ def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature:
     losses = []
     for i, z in enumerate(logits):
         kl = sum(kd_kl_loss(z, other, t) for j, other in enumerate(logits) if j != i)  # others detached
-        losses.append(_ce_labelled(z, targets) + kl / (k - 1))
+        losses.append(labelled_cross_entropy(z, targets) + kl / (k - 1))
     return torch.stack(losses)  # (K,)
 
 

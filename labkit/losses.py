@@ -38,6 +38,7 @@ __all__ = [
     "get_objective",
     "hinton_kd_loss",
     "kd_kl_loss",
+    "labelled_cross_entropy",
     "soft_targets",
 ]
 
@@ -51,6 +52,15 @@ def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     check_logits(logits)
     t = check_temperature(temperature)
     return F.softmax(logits.float() / t, dim=-1)
+
+
+def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy ``+CE`` on raw logits over the labelled rows (target ``-1`` = unlabelled, skipped).
+    A batch without labels gives 0 that keeps the autograd graph. Shapes: ``(B, K)``, ``(B,)`` -> scalar."""
+    labelled = targets >= 0  # (B,)
+    if not bool(labelled.any()):
+        return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
+    return F.cross_entropy(logits[labelled].float(), targets[labelled])
 
 
 def kd_kl_loss(
@@ -97,11 +107,7 @@ def hinton_kd_loss(
     check_logits_pair(student_logits, teacher_logits)
     a = check_alpha(alpha)
     check_targets(targets, student_logits.shape[0], student_logits.shape[1])
-    labelled = targets >= 0  # (B,)
-    if bool(labelled.any()):
-        ce = F.cross_entropy(student_logits[labelled].float(), targets[labelled])
-    else:
-        ce = student_logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
+    ce = labelled_cross_entropy(student_logits, targets)
     return (1.0 - a) * ce + a * kd_kl_loss(student_logits, teacher_logits, temperature)
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "accuracy",
     "agreement",
+    "batched_outputs",
     "evaluate",
     "expected_calibration_error",
     "format_mean_std",
@@ -146,17 +147,18 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_logits(
+def batched_outputs(
     model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: str | torch.device | None = None
 ) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` ``(N, ...)`` -> ``(N, K)`` float32 on the CPU.
+    """``model`` applied to ``x`` ``(N, ...)`` in batches, concatenated along dim 0, float32 on the CPU.
 
-    Runs in ``eval()`` mode (BatchNorm uses running statistics, dropout is off) under ``no_grad``, in batches
-    of ``batch_size``, and restores every submodule's previous train/eval mode afterwards. ``device=None``
-    uses the device the model's parameters are on; otherwise the model is moved to ``device``.
+    Runs in ``eval()`` mode (BatchNorm uses running statistics, dropout is off) under ``no_grad``, and restores
+    every submodule's previous train/eval mode afterwards. ``device=None`` uses the device the model's
+    parameters are on; otherwise the model is moved to ``device``. Hugging Face style outputs give their
+    ``.logits``; a tuple gives its first element.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"predict_logits needs an nn.Module, got {type(model).__name__}.")
+        raise ValueError(f"predictions need an nn.Module, got {type(model).__name__}.")
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty batch tensor (N, ...), got {shape}.")
@@ -171,11 +173,19 @@ def predict_logits(
             res = model(x[start : start + batch_size].to(dev))
             res = getattr(res, "logits", res)  # Hugging Face style outputs
             res = res[0] if isinstance(res, (tuple, list)) else res
-            out.append(res.float().cpu())  # (b, K)
+            out.append(res.float().cpu())  # (b, ...)
     finally:
         for m, mode in modes.items():
             m.training = mode
-    return check_logits(torch.cat(out))
+    return torch.cat(out)
+
+
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` ``(N, ...)`` -> ``(N, K)`` float32 on the CPU (``batched_outputs``: eval
+    mode, no gradients, batches of ``batch_size``, previous train/eval modes restored)."""
+    return check_logits(batched_outputs(model, x, batch_size, device))
 
 
 def evaluate(

@@ -34,6 +34,8 @@ from torch import nn
 
 from ._validate import check_alpha, check_choice, check_positive_int, check_targets, check_temperature
 from .data import ImageData
+from .losses import labelled_cross_entropy
+from .metrics import batched_outputs
 
 __all__ = [
     "WEIGHTINGS",
@@ -215,11 +217,7 @@ def multi_teacher_kd_loss(
     w = check_weights(weights, b, k)
     a = check_alpha(alpha)
     check_targets(targets, b, student_logits.shape[1])
-    labelled = targets >= 0
-    if bool(labelled.any()):
-        ce = F.cross_entropy(student_logits[labelled].float(), targets[labelled])
-    else:
-        ce = student_logits.float().sum() * 0.0
+    ce = labelled_cross_entropy(student_logits, targets)
     t = float(temperature)
     return (1.0 - a) * ce + a * t * t * (w.detach() * kl).sum(dim=1).mean()
 
@@ -418,13 +416,4 @@ class TeacherEnsemble(nn.Module):
     @torch.no_grad()
     def predict_stack(self, x: torch.Tensor, batch_size: int = 1024, device: Any = None) -> torch.Tensor:
         """The ``(N, K, C)`` stack for ``x`` in eval mode, computed once (float32, CPU)."""
-        dev = torch.device(device) if device is not None else next(self.parameters()).device
-        self.to(dev)
-        modes = {m: m.training for m in self.modules()}
-        self.eval()
-        try:
-            out = [self(x[i : i + batch_size].to(dev)).cpu() for i in range(0, x.shape[0], batch_size)]
-        finally:
-            for m, mode in modes.items():
-                m.training = mode
-        return torch.cat(out)
+        return batched_outputs(self, x, batch_size, device)

@@ -33,13 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
 from .data import ImageData, batches, cache_dir
 from .ensemble import label_distillation_loss
-from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss
+from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss, labelled_cross_entropy
 from .metrics import evaluate, predict_logits
 from .multiteacher import TeacherEnsemble, multi_teacher_kd_loss
 
@@ -177,10 +176,7 @@ class CrossEntropy(Distiller):
     needs_teacher = False
 
     def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        labelled = y >= 0
-        if not bool(labelled.any()):
-            return s_logits.float().sum() * 0.0
-        return F.cross_entropy(s_logits[labelled].float(), y[labelled])
+        return labelled_cross_entropy(s_logits, y)
 
 
 class Hinton(Distiller):
