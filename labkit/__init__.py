@@ -73,6 +73,7 @@ from .plotting import (
     plot_teacher_mix,
     plot_temperature,
 )
+from .text import TEXT_DATASETS, TextData, TextFeatures, TextSplits, load_text_dataset
 from .training import (
     METHODS,
     History,
@@ -83,6 +84,15 @@ from .training import (
     save_weights,
     seed_everything,
     train_or_load,
+)
+from .transfer import (
+    DomainPair,
+    PseudoLabels,
+    domain_pair,
+    domain_shift,
+    pseudo_label_quality,
+    pseudo_labels,
+    with_pseudo_labels,
 )
 from .widgets import mixer_table, softened_table, teacher_mixer, temperature_explorer
 

@@ -63,6 +63,17 @@ class Profile:
         ("mlp", {"hidden": (256,)}),
     )
     ens_generations: int = 2  # born-again generations after generation 0
+    # lesson 05 (pseudo-labels): the teacher learns from one half of the training set, the student gets
+    # pl_labels_per_class true labels per class from the other half; the rest of that half is unlabelled
+    pl_labels_per_class: int = 20
+    pl_budgets: tuple[int, ...] = (5, 20, 100, 500)  # labels per class along the label-budget curve
+    pl_thresholds: tuple[float, ...] = (0.0, 0.5, 0.9, 0.99)  # confidence thresholds for hard pseudo-labels
+    # lesson 06 (cross-domain): text domains (labkit.text) and bag-of-words sizes
+    xd_source: str = "books"
+    xd_targets: tuple[str, ...] = ("dvd", "kitchen")
+    xd_max_features: int = 5_000
+    xd_teacher_hidden: tuple[int, ...] = (256,)
+    xd_epochs: int = 15
     description: str = ""
 
 
@@ -98,6 +109,13 @@ PROFILES: dict[str, Profile] = {
             ("mlp", {"hidden": (64,)}),
         ),
         ens_generations=2,
+        pl_labels_per_class=5,
+        pl_budgets=(2, 5, 20),
+        xd_source="toy_books",
+        xd_targets=("toy_dvd", "toy_kitchen"),
+        xd_max_features=2_000,
+        xd_teacher_hidden=(64,),
+        xd_epochs=5,
         description="CI: offline digits, tiny models, seconds on a 2-core CPU",
     ),
     "default": Profile(
@@ -165,6 +183,10 @@ PROFILES: dict[str, Profile] = {
             ("mlp", {"hidden": (512,)}),
         ),
         ens_generations=3,
+        pl_labels_per_class=50,
+        pl_budgets=(10, 50, 250, 1_000),
+        xd_teacher_hidden=(512,),
+        xd_epochs=20,
         description="GPU: CIFAR-10, ResNet teacher, the reference results",
     ),
 }
