@@ -3,6 +3,7 @@
 The notebooks import everything from here: ``import labkit as lk``. See docs/ARCHITECTURE.md.
 """
 
+from .byod import compare_objectives, load_csv, load_image_folder, torchvision_model
 from .config import PROFILES, Profile, get_profile
 from .data import (
     DATASETS,

@@ -1,0 +1,248 @@
+"""Bring your own data and teachers (the capstone): a local image folder or CSV file as ``DataSplits``, a
+torchvision model as a teacher or student, and one call that compares distillation objectives over seeds.
+
+* ``load_image_folder(root)``: ``root/<class>/<image>`` (or ``root/train/<class>`` + ``root/test/<class>``),
+  resized to one size, standardised with the training split's per-channel statistics.
+* ``load_csv(path, label_column)``: numeric feature columns + one label column, standardised with the training
+  split's statistics, as ``ImageData`` of shape ``(N, 1, 1, D)`` (an MLP flattens it).
+* ``torchvision_model(name, num_classes)``: e.g. ``"resnet18"`` with its last layer replaced; pretrained weights
+  are downloaded by torchvision (online only).
+* ``compare_objectives(...)``: the same initial student trained with each method of ``METHODS``, over seeds,
+  into one report table (accuracy, agreement with the teacher, calibration, size, latency).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validate import check_choice, check_fraction, check_positive_int
+from .data import DataSplits, ImageData, _stratified_choice
+from .ensemble import inference_ms
+from .metrics import evaluate, predict_logits, summarize
+from .models import clone_init, count_parameters, size_on_disk_mb
+from .training import METHODS, TrainConfig, fit, seed_everything
+
+__all__ = ["compare_objectives", "load_csv", "load_image_folder", "torchvision_model"]
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _split_indices(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0 < check_fraction(test_fraction, "test_fraction") < 1:
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
+    k = min(max(round(test_fraction * len(y)), 1), len(y) - 1)
+    test = _stratified_choice(y, k, np.random.default_rng(seed))
+    return np.setdiff1d(np.arange(len(y)), test), test
+
+
+def _standardise(train: torch.Tensor, test: torch.Tensor, dims: tuple[int, ...]) -> None:
+    std, mean = torch.std_mean(train, dim=dims, keepdim=True)
+    std = std.clamp_min(1e-6)
+    for t in (train, test):
+        t.sub_(mean).div_(std)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ValueError(
+            f"{root} must hold one sub-folder per class (at least 2), e.g. {root}/cat/001.png and "
+            f"{root}/dog/002.png; found {len(folders)} folder(s)."
+        )
+    return folders
+
+
+def _read_images(root: Path, classes: list[str], size: tuple[int, int], channels: int):
+    from PIL import Image
+
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(
+                f"class folder {root / name} has no images ({', '.join(sorted(_IMAGE_SUFFIXES))})."
+            )
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    img = img.convert("L" if channels == 1 else "RGB").resize(size[::-1])
+                    xs.append(np.asarray(img, dtype=np.uint8))
+            except OSError as err:
+                raise ValueError(f"cannot read image {f}: {err}") from err
+            ys.append(label)
+    x = torch.from_numpy(np.stack(xs)).float().div_(255.0)
+    x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)
+    return x.contiguous(), np.asarray(ys, dtype=np.int64)
+
+
+def load_image_folder(
+    root: str | Path,
+    *,
+    size: tuple[int, int] = (32, 32),
+    channels: int = 3,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> DataSplits:
+    """Images in ``root/<class>/...`` (any depth below the class folder) as ``DataSplits``.
+
+    With ``root/train/<class>`` and ``root/test/<class>`` those splits are used as they are (same class
+    folders in both); otherwise a class-stratified ``test_fraction`` is held out with ``seed``. Images are
+    converted to ``channels`` (1 = grey, 3 = RGB), resized to ``size`` (H, W), scaled to [0, 1] and
+    standardised with the training split's per-channel mean/std.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} not found (expected {root}/<class>/<image files>).")
+    check_choice(str(channels), ("1", "3"), "channels")
+    size = (check_positive_int(size[0], "size[0]"), check_positive_int(size[1], "size[1]"))
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = [p.name for p in _class_folders(root / "train")]
+        test_classes = [p.name for p in _class_folders(root / "test")]
+        if test_classes != classes:
+            raise ValueError(f"train and test class folders differ: {classes} vs {test_classes}.")
+        (x_tr, y_tr), (x_te, y_te) = (
+            _read_images(root / s, classes, size, channels) for s in ("train", "test")
+        )
+    else:
+        classes = [p.name for p in _class_folders(root)]
+        x, y = _read_images(root, classes, size, channels)
+        train, test = _split_indices(y, test_fraction, seed)
+        (x_tr, y_tr), (x_te, y_te) = (x[train], y[train]), (x[test], y[test])
+    _standardise(x_tr, x_te, (0, 2, 3))
+    source = f"local image folder: {root}"
+    return DataSplits(
+        ImageData(x_tr, torch.from_numpy(y_tr), classes, root.name, source),
+        ImageData(x_te, torch.from_numpy(y_te), classes, root.name, source),
+    )
+
+
+def load_csv(
+    path: str | Path, label_column: str = "label", *, test_fraction: float = 0.2, seed: int = 0
+) -> DataSplits:
+    """A CSV file with numeric feature columns and one label column (any values: classes are the sorted
+    distinct labels) as ``DataSplits`` of ``(N, 1, 1, D)`` features standardised with training statistics."""
+    import pandas as pd
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file {path} not found.")
+    frame = pd.read_csv(path)
+    if label_column not in frame.columns:
+        raise ValueError(
+            f"{path} has no label column {label_column!r}; its columns are {list(frame.columns)}."
+        )
+    features = frame.drop(columns=[label_column])
+    bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if bad:
+        raise ValueError(f"feature columns must be numeric; {bad} are not (encode them, or drop them first).")
+    if features.isna().any().any() or frame[label_column].isna().any():
+        missing = [c for c in frame.columns if frame[c].isna().any()]
+        raise ValueError(f"{path} has missing values in {missing}; fill or drop them first.")
+    classes = sorted(frame[label_column].unique().tolist(), key=str)
+    if len(classes) < 2:
+        raise ValueError(
+            f"the label column {label_column!r} has {len(classes)} distinct value(s); need at least 2."
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    y = frame[label_column].map(index).to_numpy(dtype=np.int64)
+    x = torch.from_numpy(features.to_numpy(dtype=np.float32)).view(len(frame), 1, 1, -1)
+    train, test = _split_indices(y, test_fraction, seed)
+    x_tr, x_te = x[train].clone(), x[test].clone()
+    _standardise(x_tr, x_te, (0,))
+    names, source = [str(c) for c in classes], f"local CSV: {path}"
+    return DataSplits(
+        ImageData(x_tr, torch.from_numpy(y[train]), names, path.stem, source),
+        ImageData(x_te, torch.from_numpy(y[test]), list(names), path.stem, source),
+    )
+
+
+def torchvision_model(name: str, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """A torchvision classification model (e.g. ``"resnet18"``, ``"mobilenet_v3_small"``) with its final layer
+    replaced for ``num_classes``. ``pretrained`` downloads ImageNet weights (online). Logit methods only
+    (``ce``, ``kd``, ``multi``, ``mse``): torchvision models do not return labkit's per-stage features."""
+    check_positive_int(num_classes, "num_classes", minimum=2)
+    try:
+        import torchvision
+    except ImportError as err:
+        raise ImportError("torchvision is not installed: `pip install -e .[vision]` (Colab has it).") from err
+    known = torchvision.models.list_models(module=torchvision.models)
+    check_choice(name, known, "torchvision model")
+    model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
+    head_owner, attr = model, None
+    for candidate in ("fc", "classifier", "head", "heads"):
+        if hasattr(model, candidate):
+            attr = candidate
+            break
+    if attr is None:
+        raise ValueError(f"do not know where {name}'s classification layer is; replace it by hand.")
+    head = getattr(head_owner, attr)
+    if isinstance(head, nn.Sequential):
+        head_owner, attr = head, str(len(head) - 1)
+        head = head[-1]
+    if not isinstance(head, nn.Linear):
+        raise ValueError(
+            f"{name}'s last layer is a {type(head).__name__}, not a Linear layer; replace it by hand."
+        )
+    setattr(head_owner, attr, nn.Linear(head.in_features, num_classes))
+    return model
+
+
+def compare_objectives(
+    teacher: nn.Module,
+    make_student: Callable[[], nn.Module],
+    data: DataSplits,
+    methods: Sequence[str] = ("ce", "kd"),
+    seeds: Sequence[int] = (0, 1, 2),
+    config: TrainConfig | None = None,
+    latency_batch: int = 64,
+) -> tuple[list[dict[str, Any]], Any]:
+    """Train one student per (seed, method) from the same initial weights per seed and return
+    ``(runs, report)``: one dict per run, and a table with accuracy, agreement with the teacher, ECE (all %,
+    mean ± std over seeds), parameters, size on disk and measured latency per batch, with the teacher's row.
+
+    ``make_student()`` builds a fresh student; it is called after ``seed_everything(seed)``, so its initial
+    weights depend only on the seed. ``config`` sets everything but the seed (``TrainConfig()`` if None).
+    """
+    for m in methods:
+        check_choice(m, METHODS, "method")
+    if not methods or not seeds:
+        raise ValueError("compare_objectives needs at least one method and one seed.")
+    if not callable(make_student):
+        raise ValueError("make_student must be a function that returns a new student model.")
+    base = config or TrainConfig()
+    t_logits = predict_logits(teacher, data.test.x)
+    xb = data.test.x[:latency_batch]
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        seed_everything(seed)
+        init = make_student()
+        for method in methods:
+            student = clone_init(init)
+            cfg = dataclasses.replace(base, seed=seed)
+            fit(student, data.train, method=method, teacher=None if method == "ce" else teacher, config=cfg)
+            runs.append(
+                {
+                    "model": f"student: {method}",
+                    "seed": seed,
+                    **evaluate(student, data.test, teacher_logits=t_logits),
+                }
+            )
+    runs.append(
+        {"model": "teacher", "seed": seeds[0], **evaluate(teacher, data.test, teacher_logits=t_logits)}
+    )
+    report = summarize(runs, by="model", metrics=["accuracy", "agreement", "ece"], digits=2)
+    sizes = {
+        "teacher": teacher,
+        **{f"student: {m}": init for m in methods},
+    }  # one architecture for all methods
+    report["params"] = [count_parameters(sizes[i]) for i in report.index]
+    report["size (MB)"] = [round(size_on_disk_mb(sizes[i]), 3) for i in report.index]
+    report["ms / batch"] = [round(inference_ms(sizes[i], xb), 2) for i in report.index]
+    return runs, report[["n", "accuracy", "agreement", "ece", "params", "size (MB)", "ms / batch"]]
