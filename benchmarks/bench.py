@@ -7,7 +7,8 @@
     (``method="kd"``) and 3 teachers (``method="multi"``), as ratios to plain training;
 (b) labkit's in-memory ``batches`` vs a ``torch.utils.data.DataLoader`` over a per-sample-transform Dataset;
 (c) fp32 vs autocast (CUDA autocast needs a GPU; CPU bf16 autocast is measured and labelled as such);
-(d) ``torch.compile`` on/off for the student's training step (in a child process with a time limit).
+(d) ``torch.compile`` on/off for the student's training step (in a child process with a time limit);
+(e) on-device augmentation (``TrainConfig(augment=True)``: random crop + flip as batch tensor ops) vs none.
 
 Data: Fashion-MNIST from ``$LABKIT_DATA_DIR`` when set, else labkit's loader falls back to digits (loudly);
 BENCH.md records which. Every number in BENCH.md is formatted from a measurement taken in this run.
@@ -411,6 +412,25 @@ def report_compile(res: dict, steps: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- main
+def bench_augment(data, epochs: int) -> dict:
+    """Plain CE epochs without and with ``augment=True`` (alternating runs, median of epochs 2..n)."""
+    res = {"none": [], "crop + flip on the device": []}
+    for _ in range(2):
+        for label, aug in (("none", False), ("crop + flip on the device", True)):
+            cfg = lk.TrainConfig(
+                epochs=epochs, batch_size=BATCH, augment=aug, progress=False, device="cpu", amp=False
+            )
+            hist = lk.fit(build(STUDENT, data, seed=0), data.train, config=cfg)
+            res[label] += [r["seconds"] for r in hist.records][1:]
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def report_augment(res: dict) -> str:
+    base = res["none"]
+    rows = [[k, fmt_s(v), fmt_ratio(v / base)] for k, v in res.items()]
+    return table(["augmentation", "s / epoch", "vs none"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
@@ -434,6 +454,8 @@ def main() -> None:
     amp = bench_autocast(data, size["steps"])
     print("(d) torch.compile")
     comp = bench_compile(args.quick, size["compile_timeout"])
+    print("(e) on-device augmentation")
+    aug = bench_augment(data, size["epochs"])
     elapsed = time.perf_counter() - started
 
     t_name, t_kw = TEACHER
@@ -484,6 +506,15 @@ def main() -> None:
         "## (d) torch.compile",
         "",
         report_compile(comp, size["compile_steps"]),
+        "",
+        "## (e) On-device augmentation",
+        "",
+        "Plain CE training of the student without augmentation and with `TrainConfig(augment=True)` (random "
+        "crop with 4 pixels of padding + horizontal flip, as whole-batch tensor operations on the training "
+        "device: `lk.random_crop_flip`); two alternating runs each, median of their epochs 2 onward. On a GPU "
+        "the same operations run on the device, so no CPU-side pipeline feeds the GPU.",
+        "",
+        report_augment(aug),
         "",
     ]
     out = Path(args.out)

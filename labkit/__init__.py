@@ -16,6 +16,7 @@ from .data import (
     load_dataset,
     num_batches,
     per_class_budget,
+    random_crop_flip,
     train_val_split,
 )
 from .ensemble import (

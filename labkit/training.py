@@ -12,7 +12,8 @@ the methods in ``METHODS`` (a registry of small distiller modules):
 * ``mse``       - "label distillation": ``(1 - alpha) CE + alpha sum_c (p_s^T - p_t^T)^2``, see ``labkit.ensemble``.
 
 The teacher always runs in ``eval()`` under ``torch.no_grad()``. For logit-only methods its logits are
-computed once and cached (``TrainConfig.cache_teacher``), which is exact because the data are not augmented.
+computed once and cached (``TrainConfig.cache_teacher``), exact because the images are then not augmented;
+with ``TrainConfig(augment=True)`` (random crop + flip on the device) the teacher sees every augmented batch.
 Batches come from ``labkit.data.batches`` over tensors that live on the training device. The batch order of
 epoch ``e`` depends only on ``(seed, e)``, and each epoch ends with a checkpoint, so a killed run resumes
 and finishes with the same weights as an uninterrupted one.
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 
 from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
-from .data import ImageData, batches, cache_dir
+from .data import ImageData, batches, cache_dir, random_crop_flip
 from .ensemble import label_distillation_loss
 from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss, labelled_cross_entropy
 from .metrics import evaluate, predict_logits
@@ -106,7 +107,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # autocast on CUDA only (bf16 where supported, else fp16 with a grad scaler)
-    cache_teacher: bool = True  # compute teacher logits once for logit-only methods
+    cache_teacher: bool = True  # compute teacher logits once for logit-only methods (not with augment)
+    augment: bool = False  # random crop + flip on the device each step (labkit.data.random_crop_flip)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -343,8 +345,21 @@ def fit(
             p.requires_grad_(False)
     distiller = Method(cfg, student, teacher).to(device)
 
+    if cfg.augment and teacher_logits is not None:
+        raise ValueError(
+            "teacher_logits were computed on un-augmented images, so they cannot follow augment=True; pass "
+            "teacher= instead (the teacher then sees each augmented batch)."
+        )
+    if cfg.augment and min(train.in_shape[1:]) < 8:
+        raise ValueError(f"augment=True needs images of at least 8x8 pixels; this data is {train.in_shape}.")
     # Teacher logits once, when the method needs only logits and there is no augmentation.
-    if Method.needs_teacher and not Method.needs_features and teacher_logits is None and cfg.cache_teacher:
+    if (
+        Method.needs_teacher
+        and not Method.needs_features
+        and teacher_logits is None
+        and cfg.cache_teacher
+        and not cfg.augment
+    ):
         teacher_logits = Method.teacher_outputs(teacher, train.x, device)
     if teacher_logits is not None:
         expected = Method.teacher_shape(train, teacher)
@@ -382,15 +397,22 @@ def fit(
 
     from tqdm.auto import tqdm
 
+    aug_gen = torch.Generator(device=device) if cfg.augment else None
     bar = tqdm(range(start, cfg.epochs), desc=f"{method} student", disable=not cfg.progress, leave=False)
     for epoch in bar:
         student.train()
         t0, total, correct, seen, labelled_seen = time.perf_counter(), 0.0, 0, 0, 0
         tensors = (x, y) if teacher_logits is None else (x, y, teacher_logits)
+        if aug_gen is not None:
+            aug_gen.manual_seed(
+                cfg.seed * 100_003 + epoch
+            )  # per epoch, so a resumed run draws the same crops
         for batch in batches(
             *tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch
         ):
             xb, yb = batch[0], batch[1]
+            if cfg.augment:
+                xb = random_crop_flip(xb, generator=aug_gen)
             with _autocast(device, cfg.amp):
                 s_out = student(xb, return_features=True) if Method.needs_features else student(xb)
                 s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
@@ -500,7 +522,9 @@ def train_or_load(
             _fingerprint(train),  # the data's content, not where it was read from
             len(train),
             method,
-            dataclasses.asdict(cfg) | {"progress": None},
+            # augment=False is left out so that caches made before the field existed stay valid
+            {k: v for k, v in dataclasses.asdict(cfg).items() if (k, v) != ("augment", False)}
+            | {"progress": None},
         ],
         sort_keys=True,
         default=str,

@@ -411,3 +411,51 @@ def test_per_class_budget_caps_at_the_smallest_class(digits):
     assert lk.per_class_budget(digits.train, 3) == 1
     with pytest.raises(ValueError, match="no labelled"):
         lk.per_class_budget(digits.train.unlabelled(), 100)
+
+
+def test_random_crop_flip_takes_a_window_of_the_padded_image():
+    from labkit.data import random_crop_flip
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) + 1  # no zeros inside the image
+    out = random_crop_flip(x, padding=2, flip=False, generator=g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        windows = [padded[b, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[b], w) for w in windows)  # the same crop for every channel
+    assert torch.equal(random_crop_flip(x, padding=0, flip=False), x)
+    flipped = random_crop_flip(x.repeat(50, 1, 1, 1), padding=0, flip=True, generator=g)
+    n_flipped = sum(torch.equal(f, x[i % 2].flip(-1)) for i, f in enumerate(flipped))
+    assert 25 <= n_flipped <= 75  # about half of 100 images
+    a = random_crop_flip(x, generator=torch.Generator().manual_seed(1))
+    b = random_crop_flip(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_random_crop_flip_rejects_vectors_and_non_batches():
+    from labkit.data import random_crop_flip
+
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        random_crop_flip(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="at least 8x8"):
+        random_crop_flip(torch.zeros(2, 1, 1, 50))
+
+
+def test_fit_with_augmentation_runs_the_teacher_on_augmented_batches(digits):
+    import labkit as lk
+
+    train = digits.train.subset(range(64))
+    teacher = lk.build_model("mlp", train.in_shape, 10, hidden=(8,))
+    calls = []
+    teacher.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    cfg = lk.TrainConfig(epochs=2, batch_size=32, augment=True, progress=False)
+    init = lk.build_model("mlp", train.in_shape, 10, hidden=(8,))
+    runs = [lk.clone_init(init), lk.clone_init(init)]
+    for student in runs:
+        lk.fit(student, train, method="kd", teacher=teacher, config=cfg)
+    assert calls.count(32) == 2 * 2 * 2  # every step of both runs: no cached logits with augmentation
+    assert all(
+        torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values())
+    )
+    with pytest.raises(ValueError, match="cannot follow augment=True"):
+        lk.fit(init, train, method="kd", teacher=teacher, teacher_logits=torch.zeros(64, 10), config=cfg)
