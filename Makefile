@@ -7,14 +7,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= smoke
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Slide decks: reveal.js and MathJax from npm, installed into build/ (not committed), so decks render offline.
+SLIDES_VENDOR := build/slides/vendor
+SLIDES_NPM := reveal.js@5.2.1 mathjax@3.2.2
+EXECUTED = $(patsubst notebooks/%,build/$(PROFILE)/%,$(NOTEBOOKS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env course test lint format clean-notebooks lab clean readme-table bench
+.PHONY: results help env course test lint format clean-notebooks lab clean readme-table bench student slides slides-vendor badges
+.DELETE_ON_ERROR:
 
 help:
 	@echo "make course [PROFILE=smoke|default|full]  run every notebook headless with papermill"
 	@echo "make test                                 lint + tests (what CI runs)"
 	@echo "make lab                                  open JupyterLab on notebooks/"
+	@echo "make student                              student versions (solutions blanked) + nbgrader sources in build/"
+	@echo "make slides [PROFILE=smoke|default]       a reveal.js deck per notebook in slides/ (offline, needs npm)"
+	@echo "make badges                               rewrite Colab badges + install cells from pyproject's URL"
+	@echo "make results PROFILE=full                 run + record every notebook, write results/REFERENCE.md (GPU)"
 	@echo "make bench                                timing benchmarks -> results/BENCH.md (~2-3 min on 2 CPU cores)"
 	@echo "make clean-notebooks                      strip outputs/metadata (keeps stated expectations)"
 	@echo "make clean                                remove build outputs (keeps caches and .venv)"
@@ -46,8 +55,35 @@ format: env
 clean-notebooks: env
 	$(PY) tools/nbclean.py $(NOTEBOOKS)
 
+# Run every notebook in PROFILE, record times + digests, and write the findings page
+# (PROFILE=full -> results/REFERENCE.md, on a GPU; otherwise results/<profile>/SUMMARY.md).
+results: env
+	$(PY) tools/run_course.py --profile $(PROFILE) --record $(NOTEBOOKS)
+	$(PY) tools/run_course.py --summarize $(PROFILE)
+
 bench: env
 	$(PY) benchmarks/bench.py
+
+student: env
+	$(PY) tools/course_tools.py student $(NOTEBOOKS)
+	$(PY) tools/course_tools.py student --nbgrader $(NOTEBOOKS)
+
+badges: env
+	$(PY) tools/course_tools.py badges $(NOTEBOOKS)
+
+slides-vendor: $(SLIDES_VENDOR)/.installed
+
+$(SLIDES_VENDOR)/.installed: Makefile
+	mkdir -p $(SLIDES_VENDOR)
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix $(SLIDES_VENDOR) $(SLIDES_NPM)
+	touch $@
+
+# Decks show the outputs (figures, tables) of an executed run; a notebook reruns only when its source changed.
+build/$(PROFILE)/%.ipynb: notebooks/%.ipynb | env
+	$(PY) tools/run_course.py --profile $(PROFILE) $<
+
+slides: env slides-vendor $(EXECUTED)
+	$(PY) tools/course_tools.py slides --out slides --vendor $(SLIDES_VENDOR)/node_modules $(EXECUTED)
 
 readme-table: env
 	$(PY) tools/run_course.py --readme-only
@@ -56,4 +92,4 @@ lab: env
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache slides/assets slides/*.html

@@ -3,6 +3,7 @@
 The notebooks import everything from here: ``import labkit as lk``. See docs/ARCHITECTURE.md.
 """
 
+from . import checks  # exercise checks: lk.checks.check_kd_loss(your_fn)
 from .byod import compare_objectives, load_csv, load_image_folder, torchvision_model
 from .config import PROFILES, Profile, get_profile
 from .data import (
@@ -97,5 +98,28 @@ from .transfer import (
     with_pseudo_labels,
 )
 from .widgets import mixer_table, softened_table, teacher_mixer, temperature_explorer
+
+# Hugging Face transformers (lesson 04): imported on first use, since `import transformers` takes seconds.
+_LAZY = {
+    **dict.fromkeys(
+        ("CheckpointUnavailable", "TextCollator", "TokenizedText", "check_pair", "check_vocab", "find_checkpoint", "load_pretrained",
+         "predict_text", "resolve_checkpoint", "tiny_checkpoint", "tokenize"),
+        ".hf",
+    ),
+    **dict.fromkeys(
+        ("DistillationTrainer", "DistillationTrainingArguments", "finetune_or_load", "transformer_kd_loss",
+         "uniform_layer_map"),
+        ".hf_trainer",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

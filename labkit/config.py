@@ -63,6 +63,24 @@ class Profile:
         ("mlp", {"hidden": (256,)}),
     )
     ens_generations: int = 2  # born-again generations after generation 0
+    # lesson 04 (transformers): checkpoints are Hub ids, local folders, or "tiny-*" config-built BERTs (offline)
+    tf_dataset: str = "sst2"  # a key of labkit.text.TEXT_DATASETS
+    tf_max_train: int | None = 4_000  # the teacher's training sentences (stratified subsample; None = all)
+    tf_labelled: int | None = 1_500  # the students' labelled sentences, a random subset of those (None = all)
+    tf_max_test: int | None = None
+    tf_max_length: int = 64  # tokens per sentence (truncation)
+    tf_teacher: str = "sentence-transformers/all-MiniLM-L6-v2"
+    tf_teacher_epochs: float = 2.0  # fine-tuning of the teacher on the task (0: the checkpoint already is)
+    tf_teacher_lr: float = 5e-5
+    tf_student: str = "sentence-transformers/all-MiniLM-L6-v2"
+    tf_student_layers: int | None = 2  # keep the first n layers of the student checkpoint (None: all)
+    tf_epochs: float = 3.0
+    tf_lr: float = 1e-4
+    tf_batch_size: int = 32
+    tf_temperature: float = 2.0
+    tf_alpha: float = 0.5
+    tf_layer_weight: float = 1.0  # weight of the hidden-state and of the attention term
+    tf_seeds: tuple[int, ...] = (0, 1, 2)
     # lesson 05 (pseudo-labels): the teacher learns from one half of the training set, the student gets
     # pl_labels_per_class true labels per class from the other half; the rest of that half is unlabelled
     pl_labels_per_class: int = 20
@@ -109,6 +127,18 @@ PROFILES: dict[str, Profile] = {
             ("mlp", {"hidden": (64,)}),
         ),
         ens_generations=2,
+        tf_dataset="toy_movies",
+        tf_max_train=2_000,
+        tf_labelled=1_000,
+        tf_max_test=None,
+        tf_teacher="tiny-teacher",
+        tf_teacher_epochs=5.0,
+        tf_teacher_lr=3e-3,
+        tf_student="tiny-student",
+        tf_student_layers=None,
+        tf_epochs=5.0,
+        tf_lr=3e-3,
+        tf_seeds=(0, 1),
         pl_labels_per_class=5,
         pl_budgets=(2, 5, 20),
         xd_source="toy_books",
@@ -147,6 +177,16 @@ PROFILES: dict[str, Profile] = {
             ("mlp", {"hidden": (256, 128)}),
         ),
         ens_generations=2,
+        tf_dataset="sst2",
+        tf_max_train=4_000,
+        tf_labelled=1_500,
+        tf_teacher="sentence-transformers/all-MiniLM-L6-v2",
+        tf_teacher_epochs=2.0,
+        tf_student="sentence-transformers/all-MiniLM-L6-v2",
+        tf_student_layers=2,
+        tf_epochs=3.0,
+        tf_lr=1e-4,
+        tf_seeds=(0, 1, 2),
         description="laptop CPU or Colab GPU: Fashion-MNIST, minutes per notebook",
     ),
     "full": Profile(
@@ -183,6 +223,17 @@ PROFILES: dict[str, Profile] = {
             ("mlp", {"hidden": (512,)}),
         ),
         ens_generations=3,
+        tf_dataset="sst2",
+        tf_max_train=None,
+        tf_labelled=None,
+        tf_teacher="textattack/bert-base-uncased-SST-2",
+        tf_teacher_epochs=0.0,
+        tf_student="google/bert_uncased_L-4_H-256_A-4",
+        tf_student_layers=None,
+        tf_epochs=3.0,
+        tf_lr=1e-4,
+        tf_batch_size=64,
+        tf_seeds=(0, 1, 2),
         pl_labels_per_class=50,
         pl_budgets=(10, 50, 250, 1_000),
         xd_teacher_hidden=(512,),

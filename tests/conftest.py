@@ -6,6 +6,20 @@ from __future__ import annotations
 NOTEBOOK_SECONDS: dict[str, float] = {}
 
 
+def execute_notebook(source, out, profile: str, cwd) -> None:
+    """Run a notebook under papermill as the course runner does: ``PROFILE`` injected, run from ``cwd``."""
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(source),
+        str(out),
+        parameters={"PROFILE": profile},
+        cwd=str(cwd),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not NOTEBOOK_SECONDS:
         return

@@ -95,7 +95,12 @@ BAD = [
         "no weights",
     ),
     ("zero epochs", lambda: lk.TrainConfig(epochs=0), ValueError, "epochs"),
-    ("pseudo-label threshold 1.5", lambda: lk.pseudo_labels(z, threshold=1.5), ValueError, r"threshold.*\[0, 1\]"),
+    (
+        "pseudo-label threshold 1.5",
+        lambda: lk.pseudo_labels(z, threshold=1.5),
+        ValueError,
+        r"threshold.*\[0, 1\]",
+    ),
     ("pseudo-label threshold -0.1", lambda: lk.pseudo_labels(z, threshold=-0.1), ValueError, r"\[0, 1\]"),
     ("unknown text dataset", lambda: lk.load_text_dataset("imdb"), ValueError, "sst2"),
     (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import NOTEBOOK_SECONDS
+from conftest import NOTEBOOK_SECONDS, execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -56,17 +56,8 @@ def test_notebook_frame_and_parameters_cell(path):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_under_papermill_smoke(path, tmp_path):
-    import papermill as pm
-
     t0 = time.perf_counter()
-    pm.execute_notebook(
-        str(path),
-        str(tmp_path / path.name),
-        parameters={"PROFILE": "smoke"},
-        cwd=str(path.parent),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    execute_notebook(path, tmp_path / path.name, "smoke", path.parent)
     # reported (end of the pytest log), not asserted: run times are measured, not tested
     NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0
 
@@ -94,19 +85,10 @@ def test_nbval_expectations(path):
 def test_notebook_default_profile_completes_offline(path, tmp_path, monkeypatch):
     """No network and no data dir: the *default* profile (what a learner runs) still completes, on the loud
     digits fallback, instead of hanging on a download or crashing on sizes meant for Fashion-MNIST."""
-    import papermill as pm
-
     monkeypatch.setenv("LABKIT_OFFLINE", "1")
     monkeypatch.delenv("LABKIT_DATA_DIR", raising=False)
     monkeypatch.delenv("LABKIT_PROFILE", raising=False)
     out = tmp_path / path.name
-    pm.execute_notebook(
-        str(path),
-        str(out),
-        parameters={"PROFILE": "default"},
-        cwd=str(path.parent),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    execute_notebook(path, out, "default", path.parent)
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
     assert "DATASET FALLBACK" in text, f"{path.name}: the fallback must be announced in the notebook's output"

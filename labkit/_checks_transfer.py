@@ -1,0 +1,150 @@
+"""Exercise checks for lessons 05 (pseudo-labels), 06 (cross-domain) and 09 (the capstone's report), re-exported
+by ``labkit.checks``; same machinery and conventions as the checks there (``check_function`` with hints)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ._grading import check_function
+
+__all__ = [
+    "check_effect",
+    "check_hard_label_loss",
+    "check_mean_std",
+    "check_pseudo_label",
+    "check_unseen_share",
+]
+
+
+def _logits(seed: int, n: int = 12, k: int = 4) -> torch.Tensor:
+    return 2.0 * torch.randn(n, k, generator=torch.Generator().manual_seed(seed))
+
+
+def _pseudo_label(z: torch.Tensor, threshold: float) -> torch.Tensor:
+    conf, labels = z.softmax(-1).max(-1)
+    return torch.where(conf >= threshold, labels, torch.full_like(labels, -1))
+
+
+def check_pseudo_label(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
+    """``fn(teacher_logits (N, K), threshold)`` -> ``(N,)`` int labels: the teacher's arg-max where its softmax
+    confidence is at least ``threshold``, ``-1`` (unlabelled) elsewhere."""
+    z = _logits(50)
+    check_function(
+        "check_pseudo_label",
+        fn,
+        _pseudo_label,
+        [(z, 0.0), (z, 0.7), (z * 0.3, 0.5)],
+        {
+            "compared the threshold with the raw logits: compare it with the softmax probability "
+            "(z.softmax(-1).max(-1))": lambda z, t: torch.where(z.max(-1).values >= t, z.argmax(-1), -1),
+            "took the softmax over the batch (dim=0): each row's probabilities (dim=-1) must sum to 1": lambda z, t: (
+                torch.where(z.softmax(0).max(-1).values >= t, z.argmax(-1), -1)
+            ),
+            "marked confident rows -1 and kept the unsure ones: keep rows whose confidence is >= threshold": (
+                lambda z, t: torch.where(z.softmax(-1).max(-1).values < t, z.argmax(-1), -1)
+            ),
+        },
+        tol=0,
+    )
+
+
+def check_hard_label_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``fn(student_logits, teacher_logits)`` -> cross-entropy of the student against the teacher's arg-max
+    labels (hard-label distillation), averaged over the batch."""
+    s, t = _logits(51), _logits(52)
+
+    def reference(s, t):
+        return F.cross_entropy(s, t.argmax(-1))
+
+    check_function(
+        "check_hard_label_loss",
+        fn,
+        reference,
+        [(s, t), (s[:5], t[:5])],
+        {
+            "used the teacher's probabilities as targets (that is soft-target training): hard-label distillation "
+            "takes the teacher's arg-max class, t.argmax(-1)": lambda s, t: F.cross_entropy(s, t.softmax(-1)),
+            "negated the cross-entropy: a loss to minimise is +CE": lambda s, t: -reference(s, t),
+            "passed probabilities to F.cross_entropy, which applies log_softmax itself: give it raw student "
+            "logits": lambda s, t: F.cross_entropy(s.softmax(-1), t.argmax(-1)),
+        },
+        scalar=True,
+        grad_arg=0,
+    )
+
+
+def _unseen(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    seen = (source > 0).any(0)
+    present = target > 0
+    return (present & ~seen).sum() / present.sum()
+
+
+def check_unseen_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``fn(source_x (N, D), target_x (M, D))`` (bag-of-words counts or TF-IDF) -> the share of the target's
+    non-zero entries (word occurrences) whose feature never occurs in the source, a number in [0, 1]."""
+    g = torch.Generator().manual_seed(53)
+    source = (torch.rand(20, 30, generator=g) < 0.1).float() * torch.rand(20, 30, generator=g)
+    target = (torch.rand(15, 30, generator=g) < 0.3).float()
+    check_function(
+        "check_unseen_share",
+        fn,
+        _unseen,
+        [(source, target)],
+        {
+            "counted features (columns), not occurrences: divide the target's non-zero entries in unseen "
+            "columns by all its non-zero entries": lambda s, t: (
+                ((t > 0).any(0) & ~(s > 0).any(0)).sum() / (t > 0).any(0).sum()
+            ),
+            "swapped the roles: the question is which target words the source never shows": lambda s, t: (
+                _unseen(t, s)
+            ),
+            "returned the share of words the source does show (1 minus the answer)": lambda s, t: (
+                1 - _unseen(s, t)
+            ),
+        },
+    )
+
+
+def check_mean_std(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """``fn(values (n,))`` -> ``tensor([mean, std])`` over repeated runs, with the *sample* standard deviation
+    (``n - 1`` in the denominator), the one every table of this course reports."""
+    v = torch.tensor([0.81, 0.84, 0.79, 0.86])
+    check_function(
+        "check_mean_std",
+        fn,
+        lambda x: torch.stack([x.mean(), x.std(unbiased=True)]),
+        [(v,), (v[:2],)],
+        {
+            "used the population std (divide by n): over a few seeds use the sample std, x.std() with n - 1": (
+                lambda x: torch.stack([x.mean(), x.std(unbiased=False)])
+            ),
+            "returned the variance, not the standard deviation": lambda x: torch.stack([x.mean(), x.var()]),
+        },
+    )
+
+
+def check_effect(fn: Callable[[float, float], int]) -> None:
+    """``fn(gain, noise)`` -> ``1`` (a gain), ``-1`` (a loss) or ``0`` (no measurable effect): an effect only when
+    the difference of the means exceeds the seed-to-seed spread, ``|gain| > noise`` (what ``lk.verdict`` says)."""
+
+    def reference(g, n):
+        return 0 if abs(g) <= n else (1 if g > 0 else -1)
+
+    check_function(
+        "check_effect",
+        fn,
+        reference,
+        [(0.5, 1.0), (2.0, 1.0), (-2.0, 1.0), (-0.3, 0.5), (1.0, 1.0)],
+        {
+            "ignored the spread: a difference smaller than the seed-to-seed std is no measurable effect": lambda g, n: (
+                1 if g > 0 else -1
+            ),
+            "called every loss 'no effect': a drop larger than the spread is a loss (-1)": lambda g, n: (
+                1 if g > n else 0
+            ),
+        },
+        tol=0,
+    )

@@ -1,0 +1,254 @@
+"""labkit.checks: every check passes a correct answer, fails a blank one with the "not implemented" hint, and
+names each mistake it claims to recognise when given code that makes exactly that mistake, written the way a
+learner would write it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labkit import checks
+from labkit.pitfalls import kd_kl_on_raw_logits, kd_mean_reduction, kd_missing_t2, kd_wrong_direction
+
+
+def kd(s, t, T):
+    return F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean") * T**2
+
+
+def ce_labelled(z, y):
+    keep = y >= 0
+    return F.cross_entropy(z[keep], y[keep]) if keep.any() else z.sum() * 0.0
+
+
+def att(f):
+    return F.normalize(f.pow(2).mean(1).flatten(1), dim=1)
+
+
+def pseudo(z, t):
+    conf, labels = F.softmax(z, dim=1).max(dim=1)
+    labels = labels.clone()
+    labels[conf < t] = -1
+    return labels
+
+
+def unseen(src, tgt):
+    vocab = (src != 0).sum(0) > 0  # (D,) features the source shows
+    occurrences = tgt != 0  # (M, D)
+    return (occurrences & ~vocab).float().sum() / occurrences.float().sum()
+
+
+def blank(*args):
+    raise NotImplementedError()
+
+
+# check name -> a correct answer written from scratch (not labkit's own function)
+CORRECT = {
+    "check_accuracy": lambda z, y: (z.argmax(1) == y).float().mean().item(),
+    "check_count_parameters": lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
+    "check_soft_targets": lambda z, T: F.softmax(z / T, dim=-1),
+    "check_kd_loss": kd,
+    "check_hinton_loss": lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * kd(s, t, T),
+    "check_labelled_ce": ce_labelled,
+    "check_attention_map": att,
+    "check_attention_transfer": lambda fs, ft: (att(fs) - att(ft)).pow(2).sum(1).mean(),
+    "check_prob_fusion": lambda z: z.softmax(-1).mean(1).log(),
+    "check_prob_mse": lambda s, t, T: (F.softmax(s / T, -1) - F.softmax(t / T, -1)).pow(2).sum(1).mean(),
+    "check_accuracy_weights": lambda a: torch.as_tensor(a) / sum(a),
+    "check_multi_teacher_kd": lambda s, z, w, T: sum(w[k] * kd(s, z[:, k], T) for k in range(len(w))),
+    "check_pseudo_label": pseudo,
+    "check_hard_label_loss": lambda s, t: -F.log_softmax(s, 1).gather(1, t.argmax(1, keepdim=True)).mean(),
+    "check_unseen_share": unseen,
+    "check_mean_std": lambda v: torch.stack([v.mean(), v.std()]),
+    "check_effect": lambda g, n: 0 if abs(g) <= n else (1 if g > 0 else -1),
+}
+
+# (check, a learner's mistake, words the hint must contain)
+MISTAKES = [
+    ("check_accuracy", lambda z, y: (z.argmax(1) == y).sum().item(), "not a count"),
+    ("check_accuracy", lambda z, y: 100 * (z.argmax(1) == y).float().mean().item(), "not a percentage"),
+    ("check_count_parameters", lambda m: len(list(m.parameters())), "p.numel()"),
+    ("check_count_parameters", lambda m: sum(p.numel() for p in m.parameters()), "frozen"),
+    ("check_soft_targets", lambda z, T: F.softmax(z, dim=-1), "did not divide the logits by the temperature"),
+    ("check_soft_targets", lambda z, T: F.softmax(z * T, dim=-1), "multiplied the logits by T"),
+    ("check_soft_targets", lambda z, T: F.log_softmax(z / T, dim=-1), "log-probabilities"),
+    ("check_soft_targets", lambda z, T: F.softmax(z / T, dim=0), "dim=0"),
+    ("check_soft_targets", lambda z, T: F.softmax(z / T, dim=-1).detach(), "no gradient"),
+    ("check_kd_loss", kd_missing_t2, "forgot the T^2 factor"),
+    ("check_kd_loss", kd_mean_reduction, 'reduction="mean"'),
+    (
+        "check_kd_loss",
+        lambda s, t, T: F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="mean"),
+        '1/T^2; and used reduction="mean"',
+    ),
+    (
+        "check_kd_loss",
+        lambda s, t, T: F.kl_div(F.softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean") * T**2,
+        "passed probabilities",
+    ),
+    ("check_kd_loss", kd_kl_on_raw_logits, "raw logits into F.kl_div"),
+    ("check_kd_loss", kd_wrong_direction, "wrong direction"),
+    (
+        "check_kd_loss",
+        lambda s, t, T: (
+            F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), reduction="batchmean") * T**2
+        ),
+        "log_target=True",
+    ),
+    (
+        "check_kd_loss",
+        lambda s, t, T: F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="sum") * T**2,
+        'reduction="sum"',
+    ),
+    (
+        "check_kd_loss",
+        lambda s, t, T: F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="none") * T**2,
+        "0-dim tensor",
+    ),
+    ("check_kd_loss", lambda s, t, T: kd(s, t, T).item(), "return a torch.Tensor"),
+    ("check_kd_loss", lambda s, t, T: None, "forget the `return`"),
+    (
+        "check_hinton_loss",
+        lambda s, t, y, T, a: a * F.cross_entropy(s, y) + (1 - a) * kd(s, t, T),
+        "swapped the weights",
+    ),
+    (
+        "check_hinton_loss",
+        lambda s, t, y, T, a: F.cross_entropy(s, y) + a * kd(s, t, T),
+        "weights that do not sum to one",
+    ),
+    (
+        "check_hinton_loss",
+        lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * kd(s, t, T) / T**2,
+        "forgot the T^2 factor",
+    ),
+    (
+        "check_hinton_loss",
+        lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s / T, y) + a * kd(s, t, T),
+        "plain logits (T = 1)",
+    ),
+    (
+        "check_hinton_loss",
+        lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * kd_mean_reduction(s, t, T),
+        'reduction="mean"',
+    ),
+    ("check_labelled_ce", lambda z, y: F.cross_entropy(z, y), "label -1"),
+    (
+        "check_labelled_ce",
+        lambda z, y: F.cross_entropy(z, y, ignore_index=-1, reduction="sum") / len(y),
+        "labelled rows only",
+    ),
+    ("check_labelled_ce", lambda z, y: F.cross_entropy(z, y, ignore_index=-1), "NaN"),
+    ("check_attention_map", lambda f: f.pow(2).mean(1).flatten(1), "not normalised"),
+    ("check_attention_map", lambda f: F.normalize(f.abs().mean(1).flatten(1), dim=1), "|A|^2"),
+    ("check_attention_map", lambda f: F.normalize(f.pow(2).mean(1).flatten(1), dim=0), "dim=1"),
+    ("check_attention_map", lambda f: F.normalize(f.pow(2).sum(1), dim=(1, 2)), "(B, H*W)"),
+    ("check_attention_transfer", lambda fs, ft: (fs - ft).pow(2).mean(), "not the raw features"),
+    ("check_attention_transfer", lambda fs, ft: (att(fs) - att(ft)).norm(dim=1).mean(), "squared distance"),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: (att(fs) - att(ft)).pow(2).sum(),
+        "average over the examples",
+    ),
+    ("check_attention_transfer", lambda fs, ft: F.mse_loss(att(fs), att(ft)), "sum over H*W"),
+    ("check_prob_fusion", lambda z: F.log_softmax(z.mean(1), -1), "averaged the logits"),
+    ("check_prob_fusion", lambda z: F.log_softmax(z, -1).mean(1), "geometric mean"),
+    ("check_prob_fusion", lambda z: z.softmax(-1).mean(1), "returned probabilities"),
+    (
+        "check_prob_mse",
+        lambda s, t, T: F.mse_loss(F.softmax(s / T, -1), F.softmax(t / T, -1)),
+        "averages over the classes too",
+    ),
+    ("check_prob_mse", lambda s, t, T: (s / T - t / T).pow(2).sum(1).mean(), "compared logits"),
+    (
+        "check_prob_mse",
+        lambda s, t, T: (F.softmax(s / T, -1) - F.softmax(t / T, -1)).pow(2).sum(1).mean() * T**2,
+        "added a T^2 factor",
+    ),
+    ("check_accuracy_weights", lambda a: torch.as_tensor(a), "weights that do not sum to one"),
+    ("check_accuracy_weights", lambda a: torch.as_tensor(a).softmax(0), "softmax(accuracies)"),
+    (
+        "check_multi_teacher_kd",
+        lambda s, z, w, T: sum(w[k] * kd_missing_t2(s, z[:, k], T) for k in range(len(w))),
+        "forgot the T^2 factor",
+    ),
+    (
+        "check_multi_teacher_kd",
+        lambda s, z, w, T: sum(kd(s, z[:, k], T) for k in range(len(w))) / len(w),
+        "ignored the weights",
+    ),
+    (
+        "check_multi_teacher_kd",
+        lambda s, z, w, T: kd(s, (T * (w[None, :, None] * (z / T).softmax(-1)).sum(1).log()), T),
+        "weighted average of the teachers' probabilities",
+    ),
+    (
+        "check_pseudo_label",
+        lambda z, t: torch.where(z.max(-1).values >= t, z.argmax(-1), -1),
+        "compared the threshold with the raw logits",
+    ),
+    (
+        "check_pseudo_label",
+        lambda z, t: torch.where(z.softmax(0).max(-1).values >= t, z.argmax(-1), -1),
+        "dim=0",
+    ),
+    (
+        "check_pseudo_label",
+        lambda z, t: torch.where(z.softmax(-1).max(-1).values < t, z.argmax(-1), -1),
+        "marked confident rows -1",
+    ),
+    ("check_hard_label_loss", lambda s, t: F.cross_entropy(s, F.softmax(t, -1)), "teacher's probabilities"),
+    ("check_hard_label_loss", lambda s, t: -F.cross_entropy(s, t.argmax(-1)), "negated"),
+    (
+        "check_hard_label_loss",
+        lambda s, t: F.cross_entropy(F.softmax(s, -1), t.argmax(-1)),
+        "passed probabilities",
+    ),
+    (
+        "check_unseen_share",
+        lambda s, t: ((t > 0).any(0) & ~(s > 0).any(0)).float().sum() / (t > 0).any(0).float().sum(),
+        "counted features",
+    ),
+    ("check_unseen_share", lambda s, t: unseen(t, s), "swapped the roles"),
+    ("check_unseen_share", lambda s, t: 1 - unseen(s, t), "1 minus the answer"),
+    ("check_mean_std", lambda v: torch.stack([v.mean(), v.std(unbiased=False)]), "population std"),
+    ("check_mean_std", lambda v: torch.stack([v.mean(), v.var()]), "variance"),
+    ("check_effect", lambda g, n: 1 if g > 0 else -1, "ignored the spread"),
+    ("check_effect", lambda g, n: 1 if g > n else 0, "called every loss"),
+]
+
+
+def test_every_check_has_a_correct_answer_and_mistakes_here():
+    assert set(CORRECT) == set(checks.CHECKS)
+    assert {name for name, _, _ in MISTAKES} == set(checks.CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(checks.CHECKS))
+def test_check_passes_a_correct_answer(name, capsys):
+    checks.CHECKS[name](CORRECT[name])
+    assert capsys.readouterr().out.startswith(f"OK  {name}: ")
+
+
+@pytest.mark.parametrize("name", sorted(checks.CHECKS))
+def test_check_fails_a_blank_answer_with_the_not_implemented_hint(name):
+    with pytest.raises(checks.ExerciseError, match="not implemented yet"):
+        checks.CHECKS[name](blank)
+
+
+@pytest.mark.parametrize(
+    "name, mistake, hint", MISTAKES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(MISTAKES)]
+)
+def test_check_names_the_mistake(name, mistake, hint):
+    with pytest.raises(checks.ExerciseError) as err:
+        checks.CHECKS[name](mistake)
+    assert hint in str(err.value), str(err.value)
+
+
+def test_unrecognised_mistake_says_what_differs_and_passing_something_else_is_explained():
+    with pytest.raises(checks.ExerciseError, match="values differ"):
+        checks.check_kd_loss(lambda s, t, T: kd(s, t, T) + 0.5)
+    with pytest.raises(checks.ExerciseError, match="shape"):
+        checks.check_soft_targets(lambda z, T: F.softmax(z / T, -1)[:, :3])
+    with pytest.raises(checks.ExerciseError, match="pass your function itself"):
+        checks.check_kd_loss(kd(torch.zeros(2, 3), torch.zeros(2, 3), 1.0))
+    assert issubclass(checks.ExerciseError, AssertionError)  # nbgrader and pytest count it as a failed test
