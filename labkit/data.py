@@ -118,11 +118,11 @@ class ImageData:
 
 
 @dataclass(eq=False)
-class DataSplits:
-    """The train and test splits of one dataset; ``fell_back`` is True when digits replaced the request."""
+class _Splits:
+    """Train and test splits with the same classes; the shared part of ``DataSplits`` and ``TextSplits``."""
 
-    train: ImageData
-    test: ImageData
+    train: Any
+    test: Any
     fell_back: bool = False
 
     @property
@@ -134,16 +134,24 @@ class DataSplits:
         return self.train.num_classes
 
     @property
-    def in_shape(self) -> tuple[int, int, int]:
-        return self.train.in_shape
-
-    @property
     def name(self) -> str:
         return self.train.name
 
     @property
     def source(self) -> str:
         return self.train.source
+
+
+@dataclass(eq=False)
+class DataSplits(_Splits):
+    """The train and test splits of one dataset; ``fell_back`` is True when digits replaced the request."""
+
+    train: ImageData
+    test: ImageData
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return self.train.in_shape
 
 
 class _Raw(NamedTuple):
@@ -244,12 +252,18 @@ def _vision(
     path = _local_npz(name, data_dir, verbose)
     if path is not None:
         return _read_npz(path)
+    return _download(name, tv_class, timeout, _may_download(download))
+
+
+def _may_download(download: bool) -> str:
+    """Why there is no local copy, for messages; raises ``_Unavailable`` when downloads are off (``download=False``
+    or ``$LABKIT_OFFLINE``). Shared by the image and text loaders."""
     env = "has no such file" if os.environ.get("LABKIT_DATA_DIR") else "is not set"
     if not download:
         raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and download=False.")
     if os.environ.get("LABKIT_OFFLINE", "") not in ("", "0"):
         raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and LABKIT_OFFLINE is set (no downloads).")
-    return _download(name, tv_class, timeout, f"no local copy (LABKIT_DATA_DIR {env})")
+    return f"no local copy (LABKIT_DATA_DIR {env})"
 
 
 DATASETS: dict[str, Callable[..., _Raw]] = {

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._validate import check_choice, check_positive_int
-from .data import ImageData, _stratified_choice, _Unavailable, cache_dir
+from .data import ImageData, _may_download, _Splits, _stratified_choice, _Unavailable, cache_dir
 
 __all__ = ["TEXT_DATASETS", "TextData", "TextFeatures", "TextSplits", "load_text_dataset"]
 
@@ -87,28 +87,11 @@ class TextData:
 
 
 @dataclass(eq=False)
-class TextSplits:
+class TextSplits(_Splits):
     """Train and test splits of one text dataset; ``fell_back`` is True when the toy data replaced it."""
 
     train: TextData
     test: TextData
-    fell_back: bool = False
-
-    @property
-    def classes(self) -> list[str]:
-        return self.train.classes
-
-    @property
-    def num_classes(self) -> int:
-        return self.train.num_classes
-
-    @property
-    def name(self) -> str:
-        return self.train.name
-
-    @property
-    def source(self) -> str:
-        return self.train.source
 
 
 # ---- synthetic reviews: shared sentiment words plus words that only one domain uses ------------------------
@@ -250,11 +233,7 @@ def _real(name: str, data_dir, download: bool, timeout: float, verbose: bool):
         if name == "sst2":
             return _read_tsv(paths[0]), _read_tsv(paths[1]), f"local: {paths[0].parent}"
         return (*_split(*_read_tsv(paths[0])), f"local: {paths[0]}")
-    env = "has no such file" if os.environ.get("LABKIT_DATA_DIR") else "is not set"
-    if not download:
-        raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and download=False.")
-    if os.environ.get("LABKIT_OFFLINE", "") not in ("", "0"):
-        raise _Unavailable(f"no local copy (LABKIT_DATA_DIR {env}) and LABKIT_OFFLINE is set (no downloads).")
+    why_not_local = _may_download(download)
     import socket
 
     previous = socket.getdefaulttimeout()
@@ -265,7 +244,7 @@ def _real(name: str, data_dir, download: bool, timeout: float, verbose: bool):
         return (*_split(*_download_amazon(name, timeout)), "download: github.com/bzantium/bert-AAD")
     except Exception as err:  # ImportError, URLError/OSError, datasets' ConnectionError, parse errors
         raise _Unavailable(
-            f"no local copy (LABKIT_DATA_DIR {env}); download of {name} failed: {type(err).__name__}: {err}"
+            f"{why_not_local}; download of {name} failed: {type(err).__name__}: {err}"
         ) from err
     finally:
         socket.setdefaulttimeout(previous)
