@@ -66,7 +66,7 @@ from .multiteacher import (
     per_teacher_kl,
     stack_teacher_logits,
 )
-from .nbtools import Timer, expect, expect_between, hardware, show_source
+from .nbtools import Timer, expect, expect_between, hardware, read_records, record, record_gap, show_source
 from .plotting import (
     plot_attention_maps,
     plot_comparison,

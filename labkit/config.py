@@ -40,6 +40,7 @@ class Profile:
     tiny_student_model: str = "mlp"  # the capacity-gap student of lesson 02
     tiny_student_kwargs: dict = field(default_factory=dict)
     teacher_epochs: int = 10
+    augment: bool = False  # image teachers train on random crop + flip (TrainConfig.augment), on the device
     student_epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
@@ -204,6 +205,7 @@ PROFILES: dict[str, Profile] = {
         kd_labelled=5_000,
         tiny_student_kwargs={"hidden": (16,)},
         teacher_epochs=30,
+        augment=True,  # CIFAR-10 teachers overfit without crop + flip; the students train on the clean images
         student_epochs=30,
         batch_size=256,
         labels_per_class=100,

@@ -1,4 +1,4 @@
-"""Small notebook helpers: stated expectations (what nbval compares), source display, timing."""
+"""Small notebook helpers: stated expectations (what nbval compares), recorded results, source display, timing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,22 @@ import math
 import time
 from typing import Any
 
-__all__ = ["Timer", "expect", "expect_between", "hardware", "show_source"]
+__all__ = [
+    "RECORD_MIME",
+    "Timer",
+    "expect",
+    "expect_between",
+    "hardware",
+    "read_records",
+    "record",
+    "record_gap",
+    "show_source",
+]
+
+# Key results travel inside the executed notebook (papermill/scrapbook-style): one display output per record
+# with this MIME type next to a text/plain line. tools/run_course.py --record reads them back into
+# results/<profile>/<notebook>.json, from which results/REFERENCE.md is generated.
+RECORD_MIME = "application/vnd.kdlab.record+json"
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -82,3 +97,77 @@ def hardware() -> str:
     if torch.cuda.is_available():
         text = f"{torch.cuda.get_device_name(0)} GPU; " + text
     return text
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{what} must be a number, got {value!r}.")
+    if not isinstance(value, (int, float)):
+        try:  # numpy / torch scalars
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number, got {value!r}.") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}.")
+    return value
+
+
+def record(name: str, value: float, noise: float | None = None, unit: str = "") -> None:
+    """Record one key result of this notebook and show it on one line.
+
+    ``noise`` (optional) is the seed-to-seed spread that ``value`` is judged against, as ``lk.gap`` returns it;
+    the record then says whether the run shows an effect (``|value| > noise``), as ``lk.verdict`` would.
+    Run by ``make results``, every record lands in ``results/<profile>/<notebook>.json``.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a record needs a non-empty name, got {name!r}.")
+    if not isinstance(unit, str):
+        raise ValueError(f"unit must be a string such as '%' or 'points', got {unit!r}.")
+    rec: dict[str, Any] = {"name": name.strip(), "value": _number(value, f"record {name!r}: value")}
+    if noise is None:
+        text = f"recorded  {rec['name']}: {rec['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}"
+    else:
+        rec["noise"] = n = _number(noise, f"record {name!r}: noise")
+        if n < 0:
+            raise ValueError(f"record {name!r}: noise (a seed-to-seed spread) must be >= 0, got {n}.")
+        v = rec["value"]
+        rec["effect"] = "gain" if v > n else "loss" if v < -n else "none"
+        said = "no measurable effect" if rec["effect"] == "none" else f"a {rec['effect']}"
+        text = f"recorded  {rec['name']}: {v:+.2f} {unit} (seed spread {n:.2f}: {said})"
+    rec["unit"] = unit
+    try:
+        from IPython import get_ipython
+
+        in_kernel = get_ipython() is not None
+    except ImportError:
+        in_kernel = False
+    if in_kernel:
+        from IPython.display import display
+
+        display({RECORD_MIME: rec, "text/plain": text}, raw=True)
+    else:
+        print(text)
+
+
+def record_gap(name: str, table: Any, a: Any, b: Any, metric: str = "accuracy", scale: float = 100) -> None:
+    """``record(name, *lk.gap(table, a, b, metric), unit="points")``: row ``a`` minus row ``b`` of a summary
+    table, with the larger seed std as its yardstick."""
+    from .metrics import gap
+
+    record(name, *gap(table, a, b, metric, scale), unit="points" if scale == 100 else "")
+
+
+def read_records(notebook: Any) -> dict[str, dict]:
+    """The records of an executed notebook (a path or an ``nbformat`` node), by name, in cell order.
+    A name recorded twice keeps its last value."""
+    import nbformat
+
+    nb = notebook if hasattr(notebook, "cells") else nbformat.read(str(notebook), as_version=4)
+    found: dict[str, dict] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            rec = out.get("data", {}).get(RECORD_MIME)
+            if isinstance(rec, dict) and "name" in rec:
+                found[rec["name"]] = {k: v for k, v in rec.items() if k != "name"}
+    return found

@@ -1,6 +1,17 @@
+from pathlib import Path
+
 import pytest
 
-from labkit.nbtools import Timer, expect, expect_between, hardware
+from labkit.nbtools import (
+    RECORD_MIME,
+    Timer,
+    expect,
+    expect_between,
+    hardware,
+    read_records,
+    record,
+    record_gap,
+)
 
 
 def test_expect_prints_the_expectation_not_the_measurement(capsys):
@@ -23,3 +34,94 @@ def test_timer_and_hardware():
         sum(range(1000))
     assert t.seconds >= 0
     assert "cores" in hardware()
+
+
+# ----------------------------------------------------------------------------------- recorded results
+def test_record_outside_a_kernel_prints_one_line(capsys):
+    record("KD vs scratch", 3.2, 1.0, unit="points")
+    record("teacher test accuracy", 87.123, unit="%")
+    record("noise only", -0.4, 0.5, unit="points")
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "recorded  KD vs scratch: +3.20 points (seed spread 1.00: a gain)",
+        "recorded  teacher test accuracy: 87.12%",
+        "recorded  noise only: -0.40 points (seed spread 0.50: no measurable effect)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("", 1.0), "non-empty name"),
+        (("x", float("nan")), "finite"),
+        (("x", "3"), "must be a number"),
+        (("x", True), "must be a number"),
+        (("x", 1.0, -0.1), "must be >= 0"),
+        (("x", 1.0, None, 5), "unit must be a string"),
+    ],
+)
+def test_record_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        record(*args)
+
+
+def test_record_gap_takes_the_difference_and_the_larger_std(capsys):
+    import labkit as lk
+
+    runs = [{"m": "kd", "accuracy": a} for a in (0.80, 0.82)] + [
+        {"m": "ce", "accuracy": a} for a in (0.70, 0.74)
+    ]
+    table = lk.summarize(runs, by="m", metrics=["accuracy"])
+    record_gap("kd vs ce", table, "kd", "ce")
+    assert "recorded  kd vs ce: +9.00 points (seed spread 2.83: a gain)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no row 'mse'"):
+        record_gap("mse vs ce", table, "mse", "ce")
+
+
+def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, monkeypatch):
+    """A notebook's lk.record outputs survive papermill, read_records gets them back, and run_course turns them
+    into results/<profile>/<nb>.json and a table on the findings page."""
+    import json
+    import sys
+
+    import nbformat
+    from conftest import execute_notebook
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('PROFILE = "default"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import labkit as lk\n"
+            'lk.record("teacher test accuracy", 91.5, unit="%")\n'
+            'lk.record("KD vs scratch", 0.4, 1.2, unit="points")\n'
+            'lk.record("KD vs scratch", 2.5, 1.2, unit="points")  # the last value of a name wins'
+        ),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "99_demo.ipynb", tmp_path / "run" / "99_demo.ipynb"
+    out.parent.mkdir()
+    nbformat.write(nb, src)
+    execute_notebook(src, out, "smoke", tmp_path)
+    executed = nbformat.read(out, as_version=4)
+    shown = [o for c in executed.cells for o in c.get("outputs", []) if RECORD_MIME in o.get("data", {})]
+    assert len(shown) == 3 and "recorded  teacher test accuracy: 91.5%" in shown[0]["data"]["text/plain"]
+    records = read_records(out)
+    assert records == {
+        "teacher test accuracy": {"value": 91.5, "unit": "%"},
+        "KD vs scratch": {"value": 2.5, "noise": 1.2, "effect": "gain", "unit": "points"},
+    }
+
+    sys.path.insert(0, str(root / "tools"))
+    import run_course
+
+    monkeypatch.setattr(run_course, "ROOT", tmp_path)
+    path = run_course.export_records(out, "full", "Test GPU", 12.0)
+    assert path == tmp_path / "results" / "full" / "99_demo.json"
+    payload = json.loads(path.read_text())
+    assert payload["hardware"] == "Test GPU" and payload["records"] == records
+    path.with_suffix(".md").write_text("*Profile `full`, executed on Test GPU in 12 s, today.*\n")
+    page = run_course.summarize_results("full").read_text()
+    assert "| KD vs scratch | +2.50 points | 1.20 | a gain |" in page
+    assert "| teacher test accuracy | 91.5% |  |  |" in page
+    assert "has not been run yet" not in page

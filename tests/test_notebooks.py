@@ -4,6 +4,7 @@ state expectations. A new notebook in notebooks/ is picked up automatically."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import NOTEBOOK_SECONDS, execute_notebook
+
+from labkit.nbtools import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -60,6 +63,13 @@ def test_notebook_runs_under_papermill_smoke(path, tmp_path):
     execute_notebook(path, tmp_path / path.name, "smoke", path.parent)
     # reported (end of the pytest log), not asserted: run times are measured, not tested
     NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0
+    # every lesson records its key results (lk.record), which `make results` turns into results/<profile>/*.json
+    records = read_records(tmp_path / path.name)
+    assert records, f"{path.name} records no key results: add lk.record(...) calls to its 'Recorded results' cell"
+    for name, rec in records.items():
+        assert math.isfinite(rec["value"]), (name, rec)
+        if "noise" in rec:
+            assert rec["effect"] in ("gain", "loss", "none") and rec["noise"] >= 0, (name, rec)
 
 
 @pytest.mark.timeout(600)

@@ -6,7 +6,9 @@
     python tools/run_course.py --readme-only                                # only refresh the README table
 
 With --record on a non-smoke profile, results/<profile>/<notebook>.md gets a digest of the executed notebook
-(prose, tables and printed results with the hardware named): the measured numbers the README can cite.
+(prose, tables and printed results with the hardware named) and results/<profile>/<notebook>.json its recorded
+key results (the notebook's ``lk.record`` outputs, with hardware, run time and date): the measured numbers the
+README and the findings page (--summarize) cite.
 
 Executed copies go to build/<profile>/ (outputs included), timings to build/<profile>/timings.json.
 """
@@ -80,6 +82,7 @@ def run(notebooks: list[Path], profile: str, record: bool) -> int:
         if profile != "smoke":  # the real lessons' measured outputs, readable on GitHub without running
             for name, t in done.items():
                 export_digest(out_dir / name, profile, machine, t["seconds"])
+                export_records(out_dir / name, profile, machine, t["seconds"])
     total = sum(t["seconds"] for t in timings.values())
     print(
         f"{len(notebooks) - len(failed)}/{len(notebooks)} notebooks ran in {total:.0f} s; outputs in {out_dir}"
@@ -119,13 +122,50 @@ def export_digest(executed: Path, profile: str, machine: str, seconds: float) ->
     return target
 
 
+def export_records(executed: Path, profile: str, machine: str, seconds: float) -> Path:
+    """results/<profile>/<notebook>.json: the notebook's ``lk.record`` results with where and when they ran."""
+    sys.path.insert(0, str(ROOT))
+    from labkit.nbtools import read_records
+
+    target = ROOT / "results" / profile / (executed.stem + ".json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "notebook": executed.name,
+        "profile": profile,
+        "hardware": machine,
+        "seconds": seconds,
+        "date": dt.date.today().isoformat(),
+        "records": read_records(executed),
+    }
+    target.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    return target
+
+
+def records_table(path: Path) -> list[str]:
+    """A markdown table of one results JSON: record, value, seed spread and what the run shows."""
+    records = json.loads(path.read_text())["records"]
+    if not records:
+        return ["- (this run recorded no key results)"]
+    rows = ["| recorded result | value | seed spread | the run shows |", "| --- | ---: | ---: | --- |"]
+    for name, r in records.items():
+        unit = r.get("unit", "")
+        if "noise" in r:
+            value, noise = f"{r['value']:+.2f} {unit}".rstrip(), f"{r['noise']:.2f}"
+            shows = {"gain": "a gain", "loss": "a loss", "none": "no measurable effect"}[r["effect"]]
+        else:
+            value, noise, shows = f"{r['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}", "", ""
+        rows.append(f"| {name.replace('|', '/')} | {value} | {noise} | {shows} |")
+    return rows
+
+
 # comparison sentences: lk.verdict says "seed-to-seed spread"; notebooks 03 and 07 word theirs with "seed std/spread"
 VERDICT_WORDS = ("seed-to-seed spread", "seed std", "seed spread")
 
 
 def summarize_results(profile: str) -> Path:
     """One page of a profile's measured findings: for each notebook digest in results/<profile>/, its first
-    line (machine, run time, date) and every sentence that judges a comparison against the seed spread.
+    line (machine, run time, date), every sentence that judges a comparison against the seed spread, and the
+    table of its recorded results (results/<profile>/<notebook>.json).
     ``full`` -> results/REFERENCE.md, other profiles -> results/<profile>/SUMMARY.md. Nothing is typed in:
     no digest, no findings."""
     folder = ROOT / "results" / profile
@@ -170,6 +210,13 @@ def summarize_results(profile: str) -> Path:
         ]
         lines += found or ["- (no comparison sentences in this notebook's output)"]
         lines.append("")
+        if path.with_suffix(".json").exists():
+            lines += [
+                f"Recorded results (`{path.stem}.json`):",
+                "",
+                *records_table(path.with_suffix(".json")),
+                "",
+            ]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines))
     return target
