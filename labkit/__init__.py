@@ -83,6 +83,8 @@ from .training import (
     TrainConfig,
     fit,
     get_device,
+    is_main_process,
+    launched_processes,
     load_weights,
     save_weights,
     seed_everything,

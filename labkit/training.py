@@ -17,6 +17,12 @@ with ``TrainConfig(augment=True)`` (random crop + flip on the device) the teache
 Batches come from ``labkit.data.batches`` over tensors that live on the training device. The batch order of
 epoch ``e`` depends only on ``(seed, e)``, and each epoch ends with a checkpoint, so a killed run resumes
 and finishes with the same weights as an uninterrupted one.
+
+Several GPUs: the same loop runs under Hugging Face ``accelerate`` (``accelerate launch script.py``, or
+``torchrun``). ``TrainConfig(accelerate=None)`` (the default) switches to it by itself when the launcher started
+more than one process; then every process holds the data, takes its share of each global batch of
+``batch_size`` examples, and ``accelerate`` wraps the student in DistributedDataParallel, so the gradient is that
+of the whole batch, as in one process. See docs/ARCHITECTURE.md, "Several GPUs".
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ __all__ = [
     "TrainConfig",
     "fit",
     "get_device",
+    "is_main_process",
+    "launched_processes",
     "load_weights",
     "save_weights",
     "seed_everything",
@@ -110,6 +118,10 @@ class TrainConfig:
     cache_teacher: bool = True  # compute teacher logits once for logit-only methods (not with augment)
     augment: bool = False  # random crop + flip on the device each step (labkit.data.random_crop_flip)
     progress: bool = True
+    # Hugging Face accelerate: None = only when a launcher (accelerate launch, torchrun) started several
+    # processes; True = always (one process too); False = never. The weights do not depend on it (up to float
+    # rounding), so train_or_load's cache key leaves it out.
+    accelerate: bool | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.epochs, "epochs")
@@ -122,6 +134,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}.")
         if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
             raise ValueError(f"beta (feature-loss weight) must be a number >= 0, got {self.beta!r}.")
+        if self.accelerate not in (None, True, False):
+            raise ValueError(f"accelerate must be None (auto), True or False, got {self.accelerate!r}.")
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -266,6 +280,58 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
+def launched_processes() -> int:
+    """How many processes a launcher (``accelerate launch``, ``torchrun``) started: ``WORLD_SIZE``, else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """True in a plain run and in the launcher's process of rank 0 (the one that writes files and prints)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _accelerator(cfg: TrainConfig):
+    """An ``accelerate.Accelerator`` when ``cfg.accelerate`` asks for one (None: only under a launcher that
+    started several processes), else None: the plain single-device loop."""
+    use = cfg.accelerate if cfg.accelerate is not None else launched_processes() > 1
+    if not use:
+        return None
+    try:
+        from accelerate import Accelerator
+    except ImportError:  # a dependency of the course, so only a broken environment lands here
+        raise ImportError(
+            "TrainConfig(accelerate=...) needs Hugging Face accelerate: pip install accelerate"
+        ) from None
+    cpu = cfg.device == "cpu" or get_device("auto").type == "cpu"
+    if cpu or not cfg.amp:
+        precision = "no"
+    else:
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+    except ValueError as err:  # accelerate's state is per process and keeps its first settings
+        raise ValueError(
+            f"accelerate is already set up in this process with other settings ({err}); use the same device and "
+            "amp setting for every run of this process, or restart it."
+        ) from None
+
+
+def _shard(batch: tuple[torch.Tensor, ...], acc) -> tuple[tuple[torch.Tensor, ...] | None, float]:
+    """This process's contiguous share of a global batch, and the factor that makes DDP's average of the
+    processes' mean losses equal the mean loss of the whole batch. ``None`` when the batch has fewer examples
+    than processes (then every process skips it)."""
+    world, n = acc.num_processes, len(batch[0])
+    if world == 1:
+        return batch, 1.0
+    if n < world:
+        return None, 0.0
+    lo, hi = acc.process_index * n // world, (acc.process_index + 1) * n // world
+    return tuple(t[lo:hi] for t in batch), (hi - lo) * world / n
+
+
 def _check_pair(student: nn.Module, teacher: nn.Module | None, method: str, train: ImageData) -> None:
     k_s = getattr(student, "num_classes", None)
     if k_s is not None and k_s != train.num_classes:
@@ -329,12 +395,14 @@ def fit(
 
     ``teacher_logits`` (``(N, K)``, aligned with ``train``) skips the teacher's forward passes entirely.
     ``checkpoint``: a path written after every epoch; if it exists, training resumes from it.
-    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch (raise to stop).
+    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch (raise to stop); under a multi-process
+    launcher they run in every process, and ``record`` holds the totals over all processes.
     """
     cfg = config or TrainConfig()
     check_choice(method, METHODS, "method")
     _check_pair(student, teacher, method, train)
-    device = get_device(cfg.device)
+    acc = _accelerator(cfg)
+    device = acc.device if acc is not None else get_device(cfg.device)
     Method = METHODS[method]
     seed_everything(cfg.seed)
 
@@ -380,8 +448,22 @@ def fit(
         else None
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda or (lambda s: 1.0))
-    use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    if acc is None:
+        use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        s_model, d_model = student, distiller
+        autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
+        backward = lambda loss: scaler.scale(loss).backward()  # noqa: E731
+
+        def step() -> None:
+            scaler.step(opt)
+            scaler.update()
+    else:  # accelerate: DDP wrappers (several processes), its autocast and loss scaling; one sched step a batch
+        if any(p.requires_grad for p in distiller.parameters()):  # e.g. the FitNets regressor
+            s_model, d_model, opt = acc.prepare(student, distiller, opt)
+        else:  # DDP refuses a module with nothing to train
+            (s_model, opt), d_model = acc.prepare(student, opt), distiller
+        autocast, backward, step = acc.autocast, acc.backward, opt.step
 
     history, start = History(), 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
@@ -398,7 +480,10 @@ def fit(
     from tqdm.auto import tqdm
 
     aug_gen = torch.Generator(device=device) if cfg.augment else None
-    bar = tqdm(range(start, cfg.epochs), desc=f"{method} student", disable=not cfg.progress, leave=False)
+    main = acc is None or acc.is_main_process
+    bar = tqdm(
+        range(start, cfg.epochs), desc=f"{method} student", disable=not (cfg.progress and main), leave=False
+    )
     for epoch in bar:
         student.train()
         t0, total, correct, seen, labelled_seen = time.perf_counter(), 0.0, 0, 0, 0
@@ -410,32 +495,41 @@ def fit(
         for batch in batches(
             *tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch
         ):
+            if cfg.augment:  # on the whole batch, so every process count draws the same crops
+                batch = (random_crop_flip(batch[0], generator=aug_gen), *batch[1:])
+            share = 1.0
+            if acc is not None:
+                batch, share = _shard(batch, acc)
+                if batch is None:
+                    continue
             xb, yb = batch[0], batch[1]
-            if cfg.augment:
-                xb = random_crop_flip(xb, generator=aug_gen)
-            with _autocast(device, cfg.amp):
-                s_out = student(xb, return_features=True) if Method.needs_features else student(xb)
+            with autocast():
+                s_out = s_model(xb, return_features=True) if Method.needs_features else s_model(xb)
                 s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
                 t_logits, t_feats = (batch[2] if teacher_logits is not None else None), None
                 if Method.needs_teacher and t_logits is None:
                     with torch.no_grad():
                         t_out = teacher(xb, return_features=Method.needs_features)
                     t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
-                loss = distiller(s_logits, yb, t_logits, s_feats, t_feats)
+                loss = d_model(s_logits, yb, t_logits, s_feats, t_feats)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at epoch {epoch + 1}: lower the learning rate ({cfg.lr}) or "
                     "check the inputs for NaN/inf (see the README's Troubleshooting section)."
                 )
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            backward(loss * share if share != 1.0 else loss)
+            step()
             sched.step()
             mask = yb >= 0
             total += loss.item() * len(xb)
             correct += int((s_logits.argmax(1)[mask] == yb[mask]).sum())
             seen, labelled_seen = seen + len(xb), labelled_seen + int(mask.sum())
+        if acc is not None and acc.num_processes > 1:  # totals over every process's share
+            sums = acc.reduce(
+                torch.tensor([total, correct, seen, labelled_seen], device=device, dtype=torch.float64)
+            )
+            total, correct, seen, labelled_seen = sums[0].item(), *(int(v) for v in sums[1:].tolist())
         record = {
             "epoch": epoch + 1,
             "train_loss": total / max(seen, 1),
@@ -448,11 +542,13 @@ def fit(
         bar.set_postfix(
             loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}"
         )
-        if ckpt is not None:
+        if ckpt is not None and main:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(ckpt.suffix + ".tmp")
             torch.save(_checkpoint_state(student, distiller, opt, sched, epoch + 1, history), tmp)
             os.replace(tmp, ckpt)  # atomic: a kill mid-write never leaves a half checkpoint
+        if acc is not None:
+            acc.wait_for_everyone()
         for cb in callbacks:
             cb(epoch + 1, record)
     student.eval()
@@ -522,8 +618,13 @@ def train_or_load(
             _fingerprint(train),  # the data's content, not where it was read from
             len(train),
             method,
-            # augment=False is left out so that caches made before the field existed stay valid
-            {k: v for k, v in dataclasses.asdict(cfg).items() if (k, v) != ("augment", False)}
+            # augment=False is left out so that caches made before the field existed stay valid; progress and
+            # accelerate do not change the weights
+            {
+                k: v
+                for k, v in dataclasses.asdict(cfg).items()
+                if (k, v) != ("augment", False) and k != "accelerate"
+            }
             | {"progress": None},
         ],
         sort_keys=True,
@@ -538,6 +639,7 @@ def train_or_load(
         print(f"[labkit] loaded cached {name} from {weights}")
         return History(json.loads(meta.read_text()))
     history = fit(model, train, method=method, teacher=teacher, config=cfg, val=val)
-    save_weights(model, weights)
-    meta.write_text(json.dumps(history.records))
+    if is_main_process():  # under a multi-process launcher, one process writes the cache
+        save_weights(model, weights)
+        meta.write_text(json.dumps(history.records))
     return history

@@ -116,6 +116,11 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
     import run_course
 
     monkeypatch.setattr(run_course, "ROOT", tmp_path)
+    # before any run, the page says so instead of showing numbers
+    assert (
+        "**The `full` profile has not been run yet** on a GPU"
+        in run_course.summarize_results("full").read_text()
+    )
     path = run_course.export_records(out, "full", "Test GPU", 12.0)
     assert path == tmp_path / "results" / "full" / "99_demo.json"
     payload = json.loads(path.read_text())

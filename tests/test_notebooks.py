@@ -65,7 +65,9 @@ def test_notebook_runs_under_papermill_smoke(path, tmp_path):
     NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0
     # every lesson records its key results (lk.record), which `make results` turns into results/<profile>/*.json
     records = read_records(tmp_path / path.name)
-    assert records, f"{path.name} records no key results: add lk.record(...) calls to its 'Recorded results' cell"
+    assert records, (
+        f"{path.name} records no key results: add lk.record(...) calls to its 'Recorded results' cell"
+    )
     for name, rec in records.items():
         assert math.isfinite(rec["value"]), (name, rec)
         if "noise" in rec:
