@@ -195,6 +195,10 @@ def per_teacher_kl(
     t = check_temperature(temperature)
     z_t = teacher_logits.detach().float() / t  # (B, K, C)
     support = torch.isfinite(z_t)  # (B, K, C): the classes each teacher knows
+    if bool(support.all()):  # every teacher knows every class: one student log-softmax, broadcast over K
+        log_p_t = F.log_softmax(z_t, dim=-1)
+        log_p_s = F.log_softmax(student_logits.float() / t, dim=-1).unsqueeze(1)  # (B, 1, C)
+        return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)  # (B, K)
     log_p_t = _masked_log_softmax(z_t.masked_fill(~support, 0.0), support)
     z_s = (student_logits.float() / t).unsqueeze(1).expand_as(z_t)  # (B, K, C)
     log_p_s = _masked_log_softmax(z_s, support)

@@ -19,11 +19,15 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from labkit.nbtools import RECORD_MIME, read_records  # noqa: E402
+
 MANIFEST = ROOT / "notebooks" / "manifest.json"
 README = ROOT / "README.md"
 START, END = "<!-- syllabus:start -->", "<!-- syllabus:end -->"
@@ -31,7 +35,6 @@ PROFILES = ("smoke", "default", "full")
 
 
 def hardware() -> str:
-    sys.path.insert(0, str(ROOT))
     from labkit.nbtools import hardware as hw
 
     return hw()
@@ -104,8 +107,13 @@ def export_digest(executed: Path, profile: str, machine: str, seconds: float) ->
         if cell.cell_type == "markdown":
             parts.append(cell.source)
             continue
+        recorded = read_records(nbformat.v4.new_notebook(cells=[cell]))
+        if recorded:  # the cell's lk.record lines, as one table (the same as results/<profile>/<nb>.json)
+            parts.append("\n".join(records_table(recorded)))
         for out in cell.get("outputs", []):
             data = out.get("data", {})
+            if RECORD_MIME in data:
+                continue
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 text = "".join(line for line in out["text"].splitlines(True) if "it/s]" not in line)
                 if text.strip():
@@ -124,9 +132,6 @@ def export_digest(executed: Path, profile: str, machine: str, seconds: float) ->
 
 def export_records(executed: Path, profile: str, machine: str, seconds: float) -> Path:
     """results/<profile>/<notebook>.json: the notebook's ``lk.record`` results with where and when they ran."""
-    sys.path.insert(0, str(ROOT))
-    from labkit.nbtools import read_records
-
     target = ROOT / "results" / profile / (executed.stem + ".json")
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -141,9 +146,9 @@ def export_records(executed: Path, profile: str, machine: str, seconds: float) -
     return target
 
 
-def records_table(path: Path) -> list[str]:
-    """A markdown table of one results JSON: record, value, seed spread and what the run shows."""
-    records = json.loads(path.read_text())["records"]
+def records_table(records: dict[str, dict]) -> list[str]:
+    """A markdown table of recorded results (``lk.read_records``, or a results JSON's ``records``): record,
+    value, seed spread and what the run shows."""
     if not records:
         return ["- (this run recorded no key results)"]
     rows = ["| recorded result | value | seed spread | the run shows |", "| --- | ---: | ---: | --- |"]
@@ -198,6 +203,8 @@ def summarize_results(profile: str) -> Path:
         text = path.read_text()
         header = next((ln.strip("*") for ln in text.splitlines() if ln.startswith("*Profile")), "")
         found = []
+        # the "Recorded results" section is the JSON's table, shown below: not a sentence of findings
+        text = re.sub(r"\n## Recorded results\n.*?(?=\n## |\Z)", "\n", text, flags=re.S)
         for block in text.split("\n\n"):
             for ln in block.splitlines():
                 if any(w in ln for w in VERDICT_WORDS) and ln not in found and not ln.startswith(" "):
@@ -211,12 +218,8 @@ def summarize_results(profile: str) -> Path:
         lines += found or ["- (no comparison sentences in this notebook's output)"]
         lines.append("")
         if path.with_suffix(".json").exists():
-            lines += [
-                f"Recorded results (`{path.stem}.json`):",
-                "",
-                *records_table(path.with_suffix(".json")),
-                "",
-            ]
+            records = json.loads(path.with_suffix(".json").read_text())["records"]
+            lines += [f"Recorded results (`{path.stem}.json`):", "", *records_table(records), ""]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines))
     return target
