@@ -130,3 +130,35 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
     assert "| KD vs scratch | +2.50 points | 1.20 | a gain |" in page
     assert "| teacher test accuracy | 91.5% |  |  |" in page
     assert "has not been run yet" not in page
+
+
+def test_a_run_on_fallback_data_is_not_recorded(tmp_path, monkeypatch, capsys):
+    """`make results` refuses to turn a run on substitute data (the digits fallback, a tiny model) into a
+    digest, a results JSON or REFERENCE.md: those would pass off digits as CIFAR-10."""
+    import sys
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    import run_course
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('PROFILE = "default"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "print(\"DATASET FALLBACK: 'cifar10' could not be loaded.\")\n"
+            "import labkit as lk\n"
+            'lk.record("teacher test accuracy", 97.0, unit="%")'
+        ),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "98_fallback.ipynb"
+    nbformat.write(nb, src)
+    assert run_course.fell_back(src) == ""  # not executed yet: no banner in any output
+    monkeypatch.setattr(run_course, "ROOT", tmp_path)
+    assert run_course.run([src], "full", record=True) == 1
+    out = capsys.readouterr().out
+    assert "ran on a dataset fallback; not recorded as a 'full' result" in out
+    assert run_course.fell_back(tmp_path / "build" / "full" / src.name) == "a dataset fallback"
+    assert not (tmp_path / "results").exists()

@@ -66,6 +66,12 @@ def run(notebooks: list[Path], profile: str, record: bool) -> int:
             status, _ = "FAILED", failed.append(nb.name)
             print(f"  {nb.name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         seconds = time.perf_counter() - t0
+        if status == "ok" and record and profile != "smoke" and (why := fell_back(out_dir / nb.name)):
+            # a digest or REFERENCE.md built from substitute data would pass off digits as CIFAR-10
+            status, _ = "NOT RECORDED", failed.append(nb.name)
+            print(
+                f"  {nb.name}: ran on {why}; not recorded as a {profile!r} result (set LABKIT_DATA_DIR or go online)"
+            )
         timings[nb.name] = {"seconds": round(seconds, 1), "status": status}
         print(f"  {status:6s} {nb.name:45s} {seconds:7.1f} s")
     (out_dir / "timings.json").write_text(json.dumps({"hardware": machine, "notebooks": timings}, indent=1))
@@ -91,6 +97,19 @@ def run(notebooks: list[Path], profile: str, record: bool) -> int:
         f"{len(notebooks) - len(failed)}/{len(notebooks)} notebooks ran in {total:.0f} s; outputs in {out_dir}"
     )
     return 1 if failed else 0
+
+
+FALLBACK_BANNERS = ("DATASET FALLBACK", "MODEL FALLBACK")  # labkit's loud banners (data.py, text.py, hf.py)
+
+
+def fell_back(executed: Path) -> str:
+    """The fallback banners an executed notebook printed ("" when it ran on the real data and models)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+    found = [b for b in FALLBACK_BANNERS if b in text]
+    return " and ".join(f"a {b.split()[0].lower()} fallback" for b in found)
 
 
 def export_digest(executed: Path, profile: str, machine: str, seconds: float) -> Path:
