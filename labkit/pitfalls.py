@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .training import Distiller
+from .methods import Distiller
 
 __all__ = [
     "BUGS",

@@ -44,10 +44,9 @@ from torch import nn
 
 from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
 from .data import ImageData, batches, cache_dir, random_crop_flip
-from .ensemble import label_distillation_loss
-from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss, labelled_cross_entropy
-from .metrics import evaluate, predict_logits
-from .multiteacher import TeacherEnsemble, multi_teacher_kd_loss
+from .distributed import is_main_process, launched_processes, make_accelerator, shard_batch
+from .methods import METHODS
+from .metrics import evaluate
 
 __all__ = [
     "METHODS",
@@ -162,174 +161,12 @@ class History:
         return pd.DataFrame(self.records)
 
 
-# ----------------------------------------------------------------------------------------------- methods
-class Distiller(nn.Module):
-    """Turns one batch's outputs into a loss. Subclasses may own parameters (e.g. a hint regressor)."""
-
-    needs_teacher = True
-    needs_features = False
-
-    def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def teacher_outputs(teacher: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The teacher's logits for all of ``x`` at once (the cache): ``(N, K)``."""
-        return predict_logits(teacher, x, batch_size=1024, device=device)
-
-    @staticmethod
-    def teacher_shape(train: ImageData, teacher: nn.Module | None) -> tuple[int, ...]:
-        return (len(train), train.num_classes)
-
-
-class CrossEntropy(Distiller):
-    """From scratch: CE on labelled examples (target -1 = unlabelled, ignored)."""
-
-    needs_teacher = False
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return labelled_cross_entropy(s_logits, y)
-
-
-class Hinton(Distiller):
-    """Response-based KD on logits."""
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return hinton_kd_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
-
-
-class Hint(Hinton):
-    """KD plus a FitNets hint on stage ``cfg.hint_layer`` of student and teacher."""
-
-    needs_features = True
-
-    def __init__(self, cfg, student, teacher):
-        super().__init__(cfg, student, teacher)
-        sc, tc = student.feature_channels[cfg.hint_layer], teacher.feature_channels[cfg.hint_layer]
-        spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
-        self.hint = HintLoss(sc, tc, spatial=spatial)
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        kd = super().forward(s_logits, y, t_logits)
-        i = self.cfg.hint_layer
-        return kd + self.cfg.beta * self.hint(s_feats[i], t_feats[i])
-
-
-class Attention(Hinton):
-    """KD plus attention transfer on every paired stage."""
-
-    needs_features = True
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        kd = super().forward(s_logits, y, t_logits)
-        return kd + self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
-
-
-class MultiTeacher(Distiller):
-    """Many teachers at once; the weighting strategy is a fresh module per run (learned weights train here)."""
-
-    def __init__(self, cfg, student, teacher):
-        super().__init__(cfg, student, teacher)
-        if not isinstance(teacher, TeacherEnsemble):
-            raise ValueError(
-                "method 'multi' needs teacher=lk.TeacherEnsemble([teacher_1, ...], num_classes, weighting=...), "
-                f"got {type(teacher).__name__}."
-            )
-        self.weighting = teacher.make_weighting()
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        w = self.weighting(t_logits, y)  # (B, K)
-        kd = multi_teacher_kd_loss(s_logits, t_logits, y, w, self.cfg.temperature, self.cfg.alpha)
-        return kd + self.weighting.aux_loss
-
-    @staticmethod
-    def teacher_outputs(teacher, x, device):
-        return teacher.predict_stack(x, device=device)  # (N, K, C), once for all K teachers
-
-    @staticmethod
-    def teacher_shape(train, teacher):
-        return (len(train), len(teacher.teachers), train.num_classes)
-
-
-class LabelMSE(Distiller):
-    """KD with the KL replaced by the squared error between probabilities (``lk.label_distillation_loss``)."""
-
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return label_distillation_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
-
-
-METHODS: dict[str, type[Distiller]] = {
-    "ce": CrossEntropy,
-    "kd": Hinton,
-    "hint": Hint,
-    "attention": Attention,
-    "multi": MultiTeacher,
-    "mse": LabelMSE,
-}
-
-
 # --------------------------------------------------------------------------------------------- the loop
 def _autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device.type, enabled=False)
-
-
-def launched_processes() -> int:
-    """How many processes a launcher (``accelerate launch``, ``torchrun``) started: ``WORLD_SIZE``, else 1."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
-def is_main_process() -> bool:
-    """True in a plain run and in the launcher's process of rank 0 (the one that writes files and prints)."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _accelerator(cfg: TrainConfig):
-    """An ``accelerate.Accelerator`` when ``cfg.accelerate`` asks for one (None: only under a launcher that
-    started several processes), else None: the plain single-device loop."""
-    use = cfg.accelerate if cfg.accelerate is not None else launched_processes() > 1
-    if not use:
-        return None
-    try:
-        from accelerate import Accelerator
-    except ImportError:  # a dependency of the course, so only a broken environment lands here
-        raise ImportError(
-            "TrainConfig(accelerate=...) needs Hugging Face accelerate: pip install accelerate"
-        ) from None
-    cpu = cfg.device == "cpu" or get_device("auto").type == "cpu"
-    if cpu or not cfg.amp:
-        precision = "no"
-    else:
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        return Accelerator(cpu=cpu, mixed_precision=precision)
-    except ValueError as err:  # accelerate's state is per process and keeps its first settings
-        raise ValueError(
-            f"accelerate is already set up in this process with other settings ({err}); use the same device and "
-            "amp setting for every run of this process, or restart it."
-        ) from None
-
-
-def _shard(batch: tuple[torch.Tensor, ...], acc) -> tuple[tuple[torch.Tensor, ...] | None, float]:
-    """This process's contiguous share of a global batch, and the factor that makes DDP's average of the
-    processes' mean losses equal the mean loss of the whole batch. ``None`` when the batch has fewer examples
-    than processes (then every process skips it)."""
-    world, n = acc.num_processes, len(batch[0])
-    if world == 1:
-        return batch, 1.0
-    if n < world:
-        return None, 0.0
-    lo, hi = acc.process_index * n // world, (acc.process_index + 1) * n // world
-    return tuple(t[lo:hi] for t in batch), (hi - lo) * world / n
 
 
 def _check_pair(student: nn.Module, teacher: nn.Module | None, method: str, train: ImageData) -> None:
@@ -401,7 +238,7 @@ def fit(
     cfg = config or TrainConfig()
     check_choice(method, METHODS, "method")
     _check_pair(student, teacher, method, train)
-    acc = _accelerator(cfg)
+    acc = make_accelerator(cfg)
     device = acc.device if acc is not None else get_device(cfg.device)
     Method = METHODS[method]
     seed_everything(cfg.seed)
@@ -499,7 +336,7 @@ def fit(
                 batch = (random_crop_flip(batch[0], generator=aug_gen), *batch[1:])
             share = 1.0
             if acc is not None:
-                batch, share = _shard(batch, acc)
+                batch, share = shard_batch(batch, acc)
                 if batch is None:
                     continue
             xb, yb = batch[0], batch[1]

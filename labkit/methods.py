@@ -1,0 +1,134 @@
+"""The distillation methods ``lk.fit`` trains with: a registry of small distiller modules, ``METHODS``.
+
+A distiller turns one batch's outputs (student logits and, for feature methods, per-stage features; the teacher's
+logits or a stack of K teachers' logits) into the loss. Subclasses may own parameters (the FitNets regressor, a
+learned teacher weighting), which train with the student. Register a new method by adding a subclass to
+``METHODS`` (lesson 01 registers its buggy ``negated_ce`` this way, for one experiment).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from .data import ImageData
+from .ensemble import label_distillation_loss
+from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss, labelled_cross_entropy
+from .metrics import predict_logits
+from .multiteacher import TeacherEnsemble, multi_teacher_kd_loss
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
+
+__all__ = ["METHODS", "Attention", "CrossEntropy", "Distiller", "Hint", "Hinton", "LabelMSE", "MultiTeacher"]
+
+
+class Distiller(nn.Module):
+    """Turns one batch's outputs into a loss. Subclasses may own parameters (e.g. a hint regressor)."""
+
+    needs_teacher = True
+    needs_features = False
+
+    def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def teacher_outputs(teacher: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The teacher's logits for all of ``x`` at once (the cache): ``(N, K)``."""
+        return predict_logits(teacher, x, batch_size=1024, device=device)
+
+    @staticmethod
+    def teacher_shape(train: ImageData, teacher: nn.Module | None) -> tuple[int, ...]:
+        return (len(train), train.num_classes)
+
+
+class CrossEntropy(Distiller):
+    """From scratch: CE on labelled examples (target -1 = unlabelled, ignored)."""
+
+    needs_teacher = False
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return labelled_cross_entropy(s_logits, y)
+
+
+class Hinton(Distiller):
+    """Response-based KD on logits."""
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return hinton_kd_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+
+
+class Hint(Hinton):
+    """KD plus a FitNets hint on stage ``cfg.hint_layer`` of student and teacher."""
+
+    needs_features = True
+
+    def __init__(self, cfg, student, teacher):
+        super().__init__(cfg, student, teacher)
+        sc, tc = student.feature_channels[cfg.hint_layer], teacher.feature_channels[cfg.hint_layer]
+        spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
+        self.hint = HintLoss(sc, tc, spatial=spatial)
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        kd = super().forward(s_logits, y, t_logits)
+        i = self.cfg.hint_layer
+        return kd + self.cfg.beta * self.hint(s_feats[i], t_feats[i])
+
+
+class Attention(Hinton):
+    """KD plus attention transfer on every paired stage."""
+
+    needs_features = True
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        kd = super().forward(s_logits, y, t_logits)
+        return kd + self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
+
+
+class MultiTeacher(Distiller):
+    """Many teachers at once; the weighting strategy is a fresh module per run (learned weights train here)."""
+
+    def __init__(self, cfg, student, teacher):
+        super().__init__(cfg, student, teacher)
+        if not isinstance(teacher, TeacherEnsemble):
+            raise ValueError(
+                "method 'multi' needs teacher=lk.TeacherEnsemble([teacher_1, ...], num_classes, weighting=...), "
+                f"got {type(teacher).__name__}."
+            )
+        self.weighting = teacher.make_weighting()
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        w = self.weighting(t_logits, y)  # (B, K)
+        kd = multi_teacher_kd_loss(s_logits, t_logits, y, w, self.cfg.temperature, self.cfg.alpha)
+        return kd + self.weighting.aux_loss
+
+    @staticmethod
+    def teacher_outputs(teacher, x, device):
+        return teacher.predict_stack(x, device=device)  # (N, K, C), once for all K teachers
+
+    @staticmethod
+    def teacher_shape(train, teacher):
+        return (len(train), len(teacher.teachers), train.num_classes)
+
+
+class LabelMSE(Distiller):
+    """KD with the KL replaced by the squared error between probabilities (``lk.label_distillation_loss``)."""
+
+    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return label_distillation_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+
+
+METHODS: dict[str, type[Distiller]] = {
+    "ce": CrossEntropy,
+    "kd": Hinton,
+    "hint": Hint,
+    "attention": Attention,
+    "multi": MultiTeacher,
+    "mse": LabelMSE,
+}
