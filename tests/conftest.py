@@ -6,6 +6,21 @@ from __future__ import annotations
 NOTEBOOK_SECONDS: dict[str, float] = {}
 
 
+def shared_data_dir(required: str):
+    """The course's offline data folder ($LABKIT_DATA_DIR, else ../shared/data beside the repo), or skip the test
+    when ``required`` (a path inside it) is missing."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    env = os.environ.get("LABKIT_DATA_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (path / required).is_file():
+        pytest.skip(f"{required} not found in {path}; set LABKIT_DATA_DIR to the course's data folder")
+    return path
+
+
 def execute_notebook(source, out, profile: str, cwd) -> None:
     """Run a notebook under papermill as the course runner does: ``PROFILE`` injected, run from ``cwd``."""
     import papermill as pm

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import types
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_data_dir
 
 from labkit.data import (
     DATASETS,
@@ -42,11 +42,7 @@ def digits() -> DataSplits:
 @pytest.fixture(scope="module")
 def real_data_dir() -> Path:
     """The course's offline data: $LABKIT_DATA_DIR, else ../shared/data beside the repo."""
-    env = os.environ.get("LABKIT_DATA_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (path / "cifar10" / "cifar10.npz").is_file():
-        pytest.skip(f"real datasets not found at {path}; set LABKIT_DATA_DIR to the course's data folder")
-    return path
+    return shared_data_dir("cifar10/cifar10.npz")
 
 
 def _write_npz(root: Path, name: str, image_shape: tuple[int, ...], n_train=40, n_test=20, k=4) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_data_dir
 
 import labkit as lk
 from labkit.text import TEXT_DATASETS, TextData
@@ -125,17 +125,9 @@ def test_every_name_is_loadable_offline(monkeypatch):
         assert splits.classes == ["negative", "positive"] and len(splits.train) > 0
 
 
-def _real_dir() -> Path:
-    env = os.environ.get("LABKIT_DATA_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (path / "amazon_multidomain" / "books.tsv").is_file():
-        pytest.skip(f"real text data not found at {path}")
-    return path
-
-
 @pytest.mark.realdata
 def test_real_text_data_matches_its_documented_counts():
-    root = _real_dir()
+    root = shared_data_dir("amazon_multidomain/books.tsv")
     sst2 = lk.load_text_dataset("sst2", data_dir=root, verbose=False)
     assert (len(sst2.train), len(sst2.test)) == (67_349, 872)
     for name, total in (("books", 1_956), ("dvd", 1_954), ("kitchen", 1_977)):
