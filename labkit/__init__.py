@@ -33,6 +33,7 @@ from .losses import (
     OBJECTIVES,
     HintLoss,
     attention_map,
+    attention_rows_kl,
     attention_transfer_loss,
     get_objective,
     hinton_kd_loss,

@@ -29,6 +29,7 @@ from ._checks_transfer import (  # lessons 05, 06 and 09: pseudo-labels, cross-d
     check_pseudo_label,
     check_unseen_share,
 )
+from ._checks_transformer import check_attention_kl  # lesson 04: MiniLM's attention term with padding
 from ._grading import ExerciseError, _call, check_function
 from .ensemble import prob_mse_loss
 from .losses import (
@@ -425,6 +426,7 @@ CHECKS: dict[str, Callable[[Callable], None]] = {
         check_soft_targets,
         check_kd_loss,
         check_hinton_loss,
+        check_attention_kl,
         check_labelled_ce,
         check_attention_map,
         check_attention_transfer,

@@ -10,7 +10,7 @@ student only). The arguments add ``temperature``, ``alpha``, ``hidden_weight``, 
 
 over the real (non-padding) tokens, for the mapped layer pairs ``(student i, teacher j)``: TinyBERT's hidden-state
 loss with a learned projection ``W_i`` (Jiao et al., 2020; ``HintLoss`` with a linear regressor, trained with the
-student and dropped when it is saved) and MiniLM's attention-distribution KL (Wang et al., 2020; ``kd_kl_loss`` at
+student and dropped when it is saved) and MiniLM's attention-distribution KL (Wang et al., 2020; ``attention_rows_kl``: ``kd_kl_loss`` at
 T = 1 on each attention row, heads averaged when the two models have different head counts). Without a teacher
 the trainer fine-tunes with plain cross-entropy, so a no-KD baseline runs through the same code.
 """
@@ -31,7 +31,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ._validate import check_alpha, check_temperature
 from .data import cache_dir
 from .hf import TextCollator, TokenizedText, _quiet_transformers, check_pair, load_pretrained, save_checkpoint
-from .losses import get_objective, kd_kl_loss, labelled_cross_entropy
+from .losses import attention_rows_kl, get_objective, labelled_cross_entropy
 
 __all__ = [
     "DistillationTrainer",
@@ -131,11 +131,7 @@ def transformer_kd_loss(
             a_s, a_t = student_out.attentions[i - 1], teacher_out.attentions[j - 1]  # (B, H, L, L)
             if a_s.shape[1] != a_t.shape[1]:  # different head counts: compare the heads' average distribution
                 a_s, a_t = a_s.mean(1, keepdim=True), a_t.mean(1, keepdim=True)
-            # rows = one query token's distribution over keys: (real tokens * H, L); log of a distribution is a
-            # valid logit vector, so kd_kl_loss at T = 1 is KL(A_t || A_s) averaged over rows
-            rows_s, rows_t = (a.transpose(1, 2)[real].flatten(0, 1) for a in (a_s, a_t))
-            log_s, log_t = rows_s.clamp_min(1e-12).log(), rows_t.clamp_min(1e-12).log()
-            attention = attention + kd_kl_loss(log_s, log_t, 1.0)
+            attention = attention + attention_rows_kl(a_s, a_t, attention_mask)  # real query rows only
         loss, parts["attention"] = loss + attention_weight * attention, float(attention.detach())
     return loss, parts
 

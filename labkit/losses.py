@@ -34,6 +34,7 @@ __all__ = [
     "OBJECTIVES",
     "HintLoss",
     "attention_map",
+    "attention_rows_kl",
     "attention_transfer_loss",
     "get_objective",
     "hinton_kd_loss",
@@ -83,6 +84,35 @@ def kd_kl_loss(
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, K)
     log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, K)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def attention_rows_kl(
+    student_attn: torch.Tensor, teacher_attn: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """MiniLM's attention term (Wang et al., 2020): ``KL(A_t || A_s)`` per attention row, averaged over the rows of
+    real (non-padding) query tokens and heads.
+
+    Shapes: attention probabilities ``(B, H, L, L)`` (query, key), as ``output_attentions=True`` returns them,
+    and ``attention_mask`` ``(B, L)`` (1 = token, 0 = padding) -> scalar. A padded query's row is whatever the
+    model computed for a position that carries nothing, so it is left out; padded keys have probability ~0 in
+    every real row. The log of a distribution is a valid logit vector, so this is ``kd_kl_loss`` at ``T = 1`` on
+    the log-rows.
+    """
+    if student_attn.dim() != 4 or student_attn.shape != teacher_attn.shape:
+        raise ValueError(
+            "attention maps must both have shape (batch, heads, queries, keys), got "
+            f"{tuple(student_attn.shape)} and {tuple(teacher_attn.shape)}."
+        )
+    b, _, q, _ = student_attn.shape
+    if tuple(attention_mask.shape) != (b, q):
+        raise ValueError(
+            f"attention_mask must have shape (batch, tokens) = {(b, q)}, got {tuple(attention_mask.shape)}."
+        )
+    real = attention_mask.bool()  # (B, L)
+    if not bool(real.any()):
+        raise ValueError("attention_mask marks no real token: nothing to distil.")
+    rows_s, rows_t = (a.transpose(1, 2)[real].flatten(0, 1) for a in (student_attn, teacher_attn))  # (N*H, L)
+    return kd_kl_loss(rows_s.clamp_min(1e-12).log(), rows_t.clamp_min(1e-12).log(), 1.0)
 
 
 def hinton_kd_loss(

@@ -38,6 +38,13 @@ def unseen(src, tgt):
     return (occurrences & ~vocab).float().sum() / occurrences.float().sum()
 
 
+def attention_kl(s, t, mask):
+    """MiniLM's attention term written from scratch: per real query row of every head, KL(A_t || A_s)."""
+    keep = mask.bool()[:, None, :].expand(-1, s.shape[1], -1)  # (B, H, L): real query rows
+    kl = (t * (t.clamp_min(1e-12).log() - s.clamp_min(1e-12).log())).sum(-1)  # (B, H, L)
+    return kl[keep].mean()
+
+
 def blank(*args):
     raise NotImplementedError()
 
@@ -61,6 +68,7 @@ CORRECT = {
     "check_unseen_share": unseen,
     "check_mean_std": lambda v: torch.stack([v.mean(), v.std()]),
     "check_effect": lambda g, n: 0 if abs(g) <= n else (1 if g > 0 else -1),
+    "check_attention_kl": attention_kl,
 }
 
 # (check, a learner's mistake, words the hint must contain)
@@ -215,6 +223,18 @@ MISTAKES = [
     ("check_mean_std", lambda v: torch.stack([v.mean(), v.var()]), "variance"),
     ("check_effect", lambda g, n: 1 if g > 0 else -1, "ignored the spread"),
     ("check_effect", lambda g, n: 1 if g > n else 0, "called every loss"),
+    ("check_attention_kl", lambda s, t, m: attention_kl(s, t, torch.ones_like(m)), "padding included"),
+    ("check_attention_kl", lambda s, t, m: attention_kl(s.mT, t.mT, m), "compared columns instead of rows"),
+    ("check_attention_kl", lambda s, t, m: attention_kl(t, s, m), "wrong direction"),
+    ("check_attention_kl", lambda s, t, m: attention_kl(s, t, m) / s.shape[-1], 'reduction="mean"'),
+    (
+        "check_attention_kl",
+        lambda s, t, m: (
+            F.kl_div(s.transpose(1, 2)[m.bool()], t.transpose(1, 2)[m.bool()], reduction="sum")
+            / (m.sum() * s.shape[1])
+        ),
+        "passed probabilities",
+    ),
 ]
 
 
