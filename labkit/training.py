@@ -22,7 +22,8 @@ Several GPUs: the same loop runs under Hugging Face ``accelerate`` (``accelerate
 ``torchrun``). ``TrainConfig(accelerate=None)`` (the default) switches to it by itself when the launcher started
 more than one process; then every process holds the data, takes its share of each global batch of
 ``batch_size`` examples, and ``accelerate`` wraps the student in DistributedDataParallel, so the gradient is that
-of the whole batch, as in one process. See docs/ARCHITECTURE.md, "Several GPUs".
+of the whole batch, as in one process (batch norm aside: each process normalises its own share). See
+docs/ARCHITECTURE.md, "Several GPUs".
 """
 
 from __future__ import annotations
