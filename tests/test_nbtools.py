@@ -37,6 +37,20 @@ def test_timer_and_hardware():
 
 
 # ----------------------------------------------------------------------------------- recorded results
+def _write_notebook(path: Path, code: str) -> Path:
+    """A two-cell notebook at ``path``: the parameters cell and ``code``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('PROFILE = "default"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(code),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
 def test_record_outside_a_kernel_prints_one_line(capsys):
     record("KD vs scratch", 3.2, 1.0, unit="points")
     record("teacher test accuracy", 87.123, unit="%")
@@ -88,20 +102,15 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
     from conftest import execute_notebook
 
     root = Path(__file__).resolve().parents[1]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell('PROFILE = "default"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import labkit as lk\n"
-            'lk.record("teacher test accuracy", 91.5, unit="%")\n'
-            'lk.record("KD vs scratch", 0.4, 1.2, unit="points")\n'
-            'lk.record("KD vs scratch", 2.5, 1.2, unit="points")  # the last value of a name wins'
-        ),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src, out = tmp_path / "99_demo.ipynb", tmp_path / "run" / "99_demo.ipynb"
+    src = _write_notebook(
+        tmp_path / "99_demo.ipynb",
+        "import labkit as lk\n"
+        'lk.record("teacher test accuracy", 91.5, unit="%")\n'
+        'lk.record("KD vs scratch", 0.4, 1.2, unit="points")\n'
+        'lk.record("KD vs scratch", 2.5, 1.2, unit="points")  # the last value of a name wins',
+    )
+    out = tmp_path / "run" / "99_demo.ipynb"
     out.parent.mkdir()
-    nbformat.write(nb, src)
     execute_notebook(src, out, "smoke", tmp_path)
     executed = nbformat.read(out, as_version=4)
     shown = [o for c in executed.cells for o in c.get("outputs", []) if RECORD_MIME in o.get("data", {})]
@@ -137,24 +146,16 @@ def test_a_run_on_fallback_data_is_not_recorded(tmp_path, monkeypatch, capsys):
     digest, a results JSON or REFERENCE.md: those would pass off digits as CIFAR-10."""
     import sys
 
-    import nbformat
-
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root / "tools"))
     import run_course
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell('PROFILE = "default"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "print(\"DATASET FALLBACK: 'cifar10' could not be loaded.\")\n"
-            "import labkit as lk\n"
-            'lk.record("teacher test accuracy", 97.0, unit="%")'
-        ),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src = tmp_path / "98_fallback.ipynb"
-    nbformat.write(nb, src)
+    src = _write_notebook(
+        tmp_path / "98_fallback.ipynb",
+        "print(\"DATASET FALLBACK: 'cifar10' could not be loaded.\")\n"
+        "import labkit as lk\n"
+        'lk.record("teacher test accuracy", 97.0, unit="%")',
+    )
     assert run_course.fell_back(src) == ""  # not executed yet: no banner in any output
     monkeypatch.setattr(run_course, "ROOT", tmp_path)
     assert run_course.run([src], "full", record=True) == 1
