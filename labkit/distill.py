@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._validate import check_choice
 from .byod import compare_objectives
 from .config import PROFILES, get_profile
 from .data import DATASETS, load_dataset
@@ -87,9 +88,8 @@ def run(args: argparse.Namespace) -> dict:
         if v is not None
     }
     P = get_profile(args.profile, **overrides)
-    for m in args.methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {sorted(METHODS)}.")
+    for m in args.methods:  # before any data is loaded or teacher trained
+        check_choice(m, METHODS, "method")
     main = is_main_process()
     data = load_dataset(
         P.dataset, data_dir=args.data_dir, max_train=P.max_train, max_test=P.max_test, verbose=main

@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "RECORD_MIME",
     "Timer",
+    "describe_record",
     "expect",
     "expect_between",
     "hardware",
@@ -125,17 +126,14 @@ def record(name: str, value: float, noise: float | None = None, unit: str = "") 
     if not isinstance(unit, str):
         raise ValueError(f"unit must be a string such as '%' or 'points', got {unit!r}.")
     rec: dict[str, Any] = {"name": name.strip(), "value": _number(value, f"record {name!r}: value")}
-    if noise is None:
-        text = f"recorded  {rec['name']}: {rec['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}"
-    else:
+    if noise is not None:
         rec["noise"] = n = _number(noise, f"record {name!r}: noise")
         if n < 0:
             raise ValueError(f"record {name!r}: noise (a seed-to-seed spread) must be >= 0, got {n}.")
-        v = rec["value"]
-        rec["effect"] = "gain" if v > n else "loss" if v < -n else "none"
-        said = "no measurable effect" if rec["effect"] == "none" else f"a {rec['effect']}"
-        text = f"recorded  {rec['name']}: {v:+.2f} {unit} (seed spread {n:.2f}: {said})"
+        rec["effect"] = "gain" if rec["value"] > n else "loss" if rec["value"] < -n else "none"
     rec["unit"] = unit
+    value, spread, shows = describe_record(rec)
+    text = f"recorded  {rec['name']}: {value}" + (f" (seed spread {spread}: {shows})" if spread else "")
     try:
         from IPython import get_ipython
 
@@ -148,6 +146,16 @@ def record(name: str, value: float, noise: float | None = None, unit: str = "") 
         display({RECORD_MIME: rec, "text/plain": text}, raw=True)
     else:
         print(text)
+
+
+def describe_record(rec: dict) -> tuple[str, str, str]:
+    """``(value, seed spread, what the run shows)`` of one record as text, as the record's own line and the
+    results tables (``tools/run_course.py``) print it; the last two are empty for a plain number."""
+    unit = rec.get("unit", "")
+    if "noise" not in rec:
+        return f"{rec['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}", "", ""
+    shows = {"gain": "a gain", "loss": "a loss", "none": "no measurable effect"}[rec["effect"]]
+    return f"{rec['value']:+.2f} {unit}".rstrip(), f"{rec['noise']:.2f}", shows
 
 
 def record_gap(name: str, table: Any, a: Any, b: Any, metric: str = "accuracy", scale: float = 100) -> None:

@@ -356,7 +356,7 @@ def fit(
                     "check the inputs for NaN/inf (see the README's Troubleshooting section)."
                 )
             opt.zero_grad(set_to_none=True)
-            backward(loss * share if share != 1.0 else loss)
+            backward(loss * share)  # share = 1 in one process
             step()
             sched.step()
             mask = yb >= 0

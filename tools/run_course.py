@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from labkit.nbtools import RECORD_MIME, read_records  # noqa: E402
+from labkit.nbtools import RECORD_MIME, describe_record, read_records  # noqa: E402
 
 MANIFEST = ROOT / "notebooks" / "manifest.json"
 README = ROOT / "README.md"
@@ -172,13 +172,8 @@ def records_table(records: dict[str, dict]) -> list[str]:
         return ["- (this run recorded no key results)"]
     rows = ["| recorded result | value | seed spread | the run shows |", "| --- | ---: | ---: | --- |"]
     for name, r in records.items():
-        unit = r.get("unit", "")
-        if "noise" in r:
-            value, noise = f"{r['value']:+.2f} {unit}".rstrip(), f"{r['noise']:.2f}"
-            shows = {"gain": "a gain", "loss": "a loss", "none": "no measurable effect"}[r["effect"]]
-        else:
-            value, noise, shows = f"{r['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}", "", ""
-        rows.append(f"| {name.replace('|', '/')} | {value} | {noise} | {shows} |")
+        value, spread, shows = describe_record(r)
+        rows.append(f"| {name.replace('|', '/')} | {value} | {spread} | {shows} |")
     return rows
 
 
