@@ -5,6 +5,7 @@ The notebooks import everything from here: ``import labkit as lk``. See docs/ARC
 
 from . import checks  # exercise checks: lk.checks.check_kd_loss(your_fn)
 from .byod import compare_objectives, load_csv, load_image_folder, torchvision_model
+from .compare import Arm, Comparison, compare
 from .config import PROFILES, Profile, get_profile
 from .data import (
     DATASETS,
@@ -47,12 +48,10 @@ from .metrics import (
     evaluate,
     expected_calibration_error,
     format_mean_std,
-    gap,
     kl_to_teacher,
     mean_std,
     predict_logits,
     summarize,
-    verdict,
 )
 from .models import MODELS, build_model, clone_init, count_parameters, model_table, size_on_disk_mb
 from .multiteacher import (
@@ -67,7 +66,7 @@ from .multiteacher import (
     per_teacher_kl,
     stack_teacher_logits,
 )
-from .nbtools import Timer, expect, expect_between, hardware, read_records, record, record_gap, show_source
+from .nbtools import Timer, expect, expect_between, hardware, read_records, record, show_source
 from .plotting import (
     plot_attention_maps,
     plot_comparison,
@@ -100,6 +99,7 @@ from .transfer import (
     pseudo_labels,
     with_pseudo_labels,
 )
+from .verdicts import METRICS, Metric, Verdict, simulate_rule
 from .widgets import mixer_table, softened_table, teacher_mixer, temperature_explorer
 
 # Hugging Face transformers (lesson 04): imported on first use, since `import transformers` takes seconds.

@@ -126,24 +126,36 @@ def check_mean_std(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     )
 
 
-def check_effect(fn: Callable[[float, float], int]) -> None:
-    """``fn(gain, noise)`` -> ``1`` (a gain), ``-1`` (a loss) or ``0`` (no measurable effect): an effect only when
-    the difference of the means exceeds the seed-to-seed spread, ``|gain| > noise`` (what ``lk.verdict`` says)."""
+def check_effect(fn: Callable[[float, float, str], int]) -> None:
+    """``fn(low, high, better)`` -> ``1`` (a gain), ``-1`` (a loss) or ``0`` (no measurable effect), from the 95 %
+    interval ``[low, high]`` of a paired difference and the metric's direction (``"higher"`` or ``"lower"`` is
+    better): an effect only when the whole interval lies on one side of 0 (``lk.verdicts.effect_of``)."""
+    from .verdicts import effect_of
 
-    def reference(g, n):
-        return 0 if abs(g) <= n else (1 if g > 0 else -1)
+    def reference(low, high, better):
+        return {"gain": 1, "loss": -1, "none": 0}[effect_of(low, high, better)]
 
     check_function(
         "check_effect",
         fn,
         reference,
-        [(0.5, 1.0), (2.0, 1.0), (-2.0, 1.0), (-0.3, 0.5), (1.0, 1.0)],
+        [
+            (-0.5, 1.0, "higher"),
+            (0.4, 2.0, "higher"),
+            (-3.0, -1.0, "higher"),
+            (-3.0, -1.0, "lower"),
+            (0.2, 0.9, "lower"),
+            (-1.0, 0.0, "higher"),
+        ],
         {
-            "ignored the spread: a difference smaller than the seed-to-seed std is no measurable effect": lambda g, n: (
-                1 if g > 0 else -1
+            "ignored the direction: for a lower-is-better metric (ECE, NLL) an interval below 0 is a gain": (
+                lambda lo, hi, b: 1 if lo > 0 else (-1 if hi < 0 else 0)
             ),
-            "called every loss 'no effect': a drop larger than the spread is a loss (-1)": lambda g, n: (
-                1 if g > n else 0
+            "read the midpoint, not the interval: an interval that contains 0 is no measurable effect": (
+                lambda lo, hi, b: (1 if (lo + hi) > 0 else -1) * (1 if b == "higher" else -1)
+            ),
+            "counted an interval that touches 0 as an effect: it must exclude 0": (
+                lambda lo, hi, b: (1 if lo >= 0 else (-1 if hi <= 0 else 0)) * (1 if b == "higher" else -1)
             ),
         },
         tol=0,

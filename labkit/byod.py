@@ -13,7 +13,6 @@ torchvision model as a teacher or student, and one call that compares distillati
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ import torch
 from torch import nn
 
 from ._validate import check_choice, check_fraction, check_positive_int
+from .compare import Arm, Comparison, compare
 from .data import DataSplits, ImageData, _stratified_choice
 from .ensemble import inference_ms
-from .metrics import evaluate, predict_logits, summarize
-from .models import clone_init, count_parameters, size_on_disk_mb
-from .training import METHODS, TrainConfig, fit, seed_everything
+from .metrics import predict_logits
+from .models import count_parameters, size_on_disk_mb
+from .training import METHODS, TrainConfig, seed_everything
 
 __all__ = ["compare_objectives", "load_csv", "load_image_folder", "torchvision_model"]
 
@@ -202,13 +202,15 @@ def compare_objectives(
     seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     latency_batch: int = 64,
-) -> tuple[list[dict[str, Any]], Any]:
-    """Train one student per (seed, method) from the same initial weights per seed and return
-    ``(runs, report)``: one dict per run, and a table with accuracy, agreement with the teacher, ECE (all %,
-    mean ± std over seeds), parameters, size on disk and measured latency per batch, with the teacher's row.
+) -> tuple[Comparison, Any]:
+    """One student per (seed, method) through the course's comparison engine (``lk.compare``: the same initial
+    weights per seed, the same steps) and return ``(comparison, report)``: the ``lk.Comparison`` (runs table,
+    verdicts) and a report table with accuracy, agreement with the teacher, ECE (all %, mean ± std over seeds),
+    parameters, size on disk and measured latency per batch, with the teacher's row.
 
-    ``make_student()`` builds a fresh student; it is called after ``seed_everything(seed)``, so its initial
-    weights depend only on the seed. ``config`` sets everything but the seed (``TrainConfig()`` if None).
+    Arms are named ``"student: <method>"``, the teacher ``"teacher"`` (a fixed reference), so
+    ``comparison.verdict("student: kd", "student: ce")`` is the course's verdict on KD against no teacher.
+    ``make_student()`` builds a fresh student; ``config`` sets everything but the seed (``TrainConfig()`` if None).
     """
     for m in methods:
         check_choice(m, METHODS, "method")
@@ -218,31 +220,16 @@ def compare_objectives(
         raise ValueError("make_student must be a function that returns a new student model.")
     base = config or TrainConfig()
     t_logits = predict_logits(teacher, data.test.x)
+    arms = [Arm(f"student: {m}", method=m, teacher=None if m == "ce" else teacher) for m in methods]
+    cmp = compare(arms, train=data.train, test=data.test, make_student=make_student, config=base, seeds=seeds,
+                  teacher_logits=t_logits)  # fmt: skip
+    cmp.add_fixed("teacher", t_logits)
+    report = cmp.summary(["accuracy", "agreement", "ece"])
+    seed_everything(seeds[0])
+    init = make_student()  # one architecture for all methods
     xb = data.test.x[:latency_batch]
-    runs: list[dict[str, Any]] = []
-    for seed in seeds:
-        seed_everything(seed)
-        init = make_student()
-        for method in methods:
-            student = clone_init(init)
-            cfg = dataclasses.replace(base, seed=seed)
-            fit(student, data.train, method=method, teacher=None if method == "ce" else teacher, config=cfg)
-            runs.append(
-                {
-                    "model": f"student: {method}",
-                    "seed": seed,
-                    **evaluate(student, data.test, teacher_logits=t_logits),
-                }
-            )
-    runs.append(
-        {"model": "teacher", "seed": seeds[0], **evaluate(teacher, data.test, teacher_logits=t_logits)}
-    )
-    report = summarize(runs, by="model", metrics=["accuracy", "agreement", "ece"], digits=2)
-    sizes = {
-        "teacher": teacher,
-        **{f"student: {m}": init for m in methods},
-    }  # one architecture for all methods
+    sizes = {"teacher": teacher, **{f"student: {m}": init for m in methods}}
     report["params"] = [count_parameters(sizes[i]) for i in report.index]
     report["size (MB)"] = [round(size_on_disk_mb(sizes[i]), 3) for i in report.index]
     report["ms / batch"] = [round(inference_ms(sizes[i], xb), 2) for i in report.index]
-    return runs, report[["n", "accuracy", "agreement", "ece", "params", "size (MB)", "ms / batch"]]
+    return cmp, report[["n", "accuracy", "agreement", "ece", "params", "size (MB)", "ms / batch"]]

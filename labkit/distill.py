@@ -6,7 +6,8 @@
 
 Trains the profile's teacher (or loads it from the cache that the notebooks share), then one student per method
 from the same initial weights for every seed, and prints ``lk.compare_objectives``'s table: accuracy, agreement
-with the teacher, calibration, size and latency. ``--out`` writes the runs and the table as JSON. Under a launcher
+with the teacher, calibration, size and latency, and the course's verdict on each method against training
+without a teacher (``lk.Comparison.verdict``). ``--out`` writes the runs, the table and the verdicts as JSON. Under a launcher
 every process trains its share of each batch (``TrainConfig(accelerate=None)`` notices the launcher) and only the
 process of rank 0 prints and writes files.
 """
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
     s_family = args.student or P.student_model
     s_kwargs = P.student_kwargs if s_family == P.student_model else {}
     cfg = TrainConfig(epochs=P.student_epochs, temperature=args.temperature, alpha=args.alpha, **common)
-    runs, report = compare_objectives(
+    cmp, report = compare_objectives(
         teacher,
         lambda: build_model(s_family, data.in_shape, data.num_classes, **s_kwargs),
         data,
@@ -116,6 +117,12 @@ def run(args: argparse.Namespace) -> dict:
         seeds=args.seeds,
         config=cfg,
     )
+    verdicts = [  # the course's verdict rule (labkit.verdicts): each method against training without a teacher
+        cmp.verdict(f"student: {m}", "student: ce", metric)
+        for m in args.methods
+        if m != "ce" and "ce" in args.methods
+        for metric in ("accuracy", "ece")
+    ]
     result = {
         "dataset": data.name,
         "source": data.source,
@@ -125,11 +132,14 @@ def run(args: argparse.Namespace) -> dict:
         "teacher": t_family,
         "student": s_family,
         "config": dataclasses.asdict(cfg),
-        "runs": runs,
+        "runs": json.loads(cmp.runs.to_json(orient="records")),
         "table": json.loads(report.reset_index().to_json(orient="records")),
+        "verdicts": [v.to_dict() for v in verdicts],
     }
     if main:
         print(report.to_string())
+        for v in verdicts:
+            print(f"{v.a} vs {v.b}: {v}")
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")

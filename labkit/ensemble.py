@@ -23,22 +23,18 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._validate import (
-    check_alpha,
     check_choice,
-    check_logits,
-    check_logits_pair,
     check_positive_int,
-    check_targets,
     check_temperature,
 )
 from .data import ImageData, batches
-from .losses import kd_kl_loss, labelled_cross_entropy
+from .losses import dml_loss, label_distillation_loss, prob_mse_loss  # re-exported (lesson 07)
 from .metrics import evaluate
 from .multiteacher import FUSIONS, fuse_teachers
+from .training import OPTIMIZERS, History, TrainConfig, _autocast, fit, get_device, seed_everything
 
 __all__ = [
     "EnsembleTeacher",
@@ -49,69 +45,6 @@ __all__ = [
     "mutual_learning",
     "prob_mse_loss",
 ]
-
-
-# ------------------------------------------------------------------------------------------ objectives
-def prob_mse_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    r"""Squared error between softened probabilities, summed over classes and averaged over the batch.
-
-    .. math::  L_{MSE} = \frac{1}{B} \sum_b \sum_c \big(p_s^T(b)_c - p_t^T(b)_c\big)^2,
-               \quad p^T = \mathrm{softmax}(z / T)
-
-    Shapes: both ``(B, C)`` -> scalar, float32, teacher side detached. Each term lies in [0, 2]. Unlike the KL
-    there is no ``T**2`` factor, and the gradient with respect to the student's logits passes through the
-    softmax Jacobian ``diag(p) - p p^T``: it vanishes when the student is confidently wrong, the reason Ba &
-    Caruana (2014) regressed logits rather than probabilities.
-    """
-    check_logits_pair(student_logits, teacher_logits)
-    t = check_temperature(temperature)
-    p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
-    p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
-    return (p_s - p_t).pow(2).sum(dim=-1).mean()
-
-
-def label_distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    targets: torch.Tensor,
-    temperature: float = 1.0,
-    alpha: float = 0.9,
-) -> torch.Tensor:
-    r"""``(1 - alpha) CE(y, p_s) + alpha * prob_mse_loss(z_s, z_t, T)``: Hinton's objective with the KL
-    replaced by the squared error on probabilities. Shapes: logits ``(B, C)``, targets ``(B,)`` (-1 =
-    unlabelled, MSE term only)."""
-    check_logits_pair(student_logits, teacher_logits)
-    a = check_alpha(alpha)
-    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
-    ce = labelled_cross_entropy(student_logits, targets)
-    return (1.0 - a) * ce + a * prob_mse_loss(student_logits, teacher_logits, temperature)
-
-
-def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    r"""Deep mutual learning (Zhang et al., 2018): one loss per peer, ``(K,)``.
-
-    .. math::  L_k = CE(y, p_k) + \frac{1}{K - 1} \sum_{j \ne k} T^2\, KL\big(p_j^T \,\|\, p_k^T\big)
-
-    ``logits``: K peers' ``(B, C)`` logits on the same batch. Peer ``j`` is detached inside ``L_k``, so
-    ``dml_loss(...).sum().backward()`` gives every peer exactly the gradient of its own loss. The paper uses
-    ``T = 1`` (then ``T**2 = 1``). Unlabelled rows (target -1) contribute to the KL terms only.
-    """
-    if not isinstance(logits, (list, tuple)) or len(logits) < 2:
-        n = len(logits) if isinstance(logits, (list, tuple)) else type(logits).__name__
-        raise ValueError(f"mutual learning needs at least two peers' logits, got {n}.")
-    for z in logits:
-        check_logits(z)
-        check_logits_pair(z, logits[0])
-    check_targets(targets, logits[0].shape[0], logits[0].shape[1])
-    t = check_temperature(temperature)
-    k = len(logits)
-    losses = []
-    for i, z in enumerate(logits):
-        kl = sum(kd_kl_loss(z, other, t) for j, other in enumerate(logits) if j != i)  # others detached
-        losses.append(labelled_cross_entropy(z, targets) + kl / (k - 1))
-    return torch.stack(losses)  # (K,)
 
 
 # ------------------------------------------------------------------------------------------ the ensemble
@@ -224,8 +157,6 @@ def mutual_learning(
     each peer's loss uses the others' predictions detached, and one optimiser step updates all peers. No
     checkpointing. Peers are left in ``eval()`` mode.
     """
-    from .training import OPTIMIZERS, History, TrainConfig, _autocast, get_device, seed_everything
-
     _check_students(students, train, 2, "mutual learning")
     cfg = config or TrainConfig()
     t = check_temperature(temperature)
@@ -235,17 +166,23 @@ def mutual_learning(
         s.to(device)
     params = [p for s in students for p in s.parameters()]
     opt = OPTIMIZERS[cfg.optimizer](params, cfg)
-    steps = cfg.epochs * max(1, math.ceil(len(train) / cfg.batch_size))
+    per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    steps = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch  # as in lk.fit
     cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine if cfg.schedule == "cosine" else (lambda s: 1.0))
     x, y = train.x.to(device), train.y.to(device)
     histories = [History() for _ in students]
-    for epoch in range(cfg.epochs):
+    for epoch in range(-(-steps // per_epoch)):
         for s in students:
             s.train()
         t0, seen = time.perf_counter(), 0
         totals, correct = [0.0] * len(students), [0] * len(students)
-        for xb, yb in batches(x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+        epoch_batches = batches(
+            x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch
+        )
+        for b, (xb, yb) in enumerate(epoch_batches):
+            if b == steps - epoch * per_epoch:  # the step budget ends inside this pass
+                break
             with _autocast(device, cfg.amp):
                 logits = [s(xb) for s in students]  # K x (B, C)
                 losses = dml_loss(logits, yb, t)  # (K,)
@@ -293,8 +230,6 @@ def born_again(
     usually a model of the same architecture trained from labels. Returns ``(students, histories)``, one per
     generation. Every generation uses ``config`` unchanged (the same batch order).
     """
-    from .training import TrainConfig, fit
-
     check_positive_int(generations, "generations")
     if not callable(make_student):
         raise ValueError("make_student must be a function generation -> a fresh nn.Module.")

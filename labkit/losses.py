@@ -36,10 +36,13 @@ __all__ = [
     "attention_map",
     "attention_rows_kl",
     "attention_transfer_loss",
+    "dml_loss",
     "get_objective",
     "hinton_kd_loss",
     "kd_kl_loss",
+    "label_distillation_loss",
     "labelled_cross_entropy",
+    "prob_mse_loss",
     "soft_targets",
 ]
 
@@ -227,6 +230,69 @@ def attention_transfer_loss(
         diff = attention_map(fs, p) - attention_map(ft.detach(), p)  # (B, H*W)
         total = total + diff.pow(2).sum(dim=1).mean()
     return total
+
+
+# ------------------------------------------------- objectives of ensembles and peers (lesson 07)
+def prob_mse_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    r"""Squared error between softened probabilities, summed over classes and averaged over the batch.
+
+    .. math::  L_{MSE} = \frac{1}{B} \sum_b \sum_c \big(p_s^T(b)_c - p_t^T(b)_c\big)^2,
+               \quad p^T = \mathrm{softmax}(z / T)
+
+    Shapes: both ``(B, C)`` -> scalar, float32, teacher side detached. Each term lies in [0, 2]. Unlike the KL
+    there is no ``T**2`` factor, and the gradient with respect to the student's logits passes through the
+    softmax Jacobian ``diag(p) - p p^T``: it vanishes when the student is confidently wrong, the reason Ba &
+    Caruana (2014) regressed logits rather than probabilities.
+    """
+    check_logits_pair(student_logits, teacher_logits)
+    t = check_temperature(temperature)
+    p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
+    p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
+    return (p_s - p_t).pow(2).sum(dim=-1).mean()
+
+
+def label_distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 0.9,
+) -> torch.Tensor:
+    r"""``(1 - alpha) CE(y, p_s) + alpha * prob_mse_loss(z_s, z_t, T)``: Hinton's objective with the KL
+    replaced by the squared error on probabilities. Shapes: logits ``(B, C)``, targets ``(B,)`` (-1 =
+    unlabelled, MSE term only)."""
+    check_logits_pair(student_logits, teacher_logits)
+    a = check_alpha(alpha)
+    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    ce = labelled_cross_entropy(student_logits, targets)
+    return (1.0 - a) * ce + a * prob_mse_loss(student_logits, teacher_logits, temperature)
+
+
+def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    r"""Deep mutual learning (Zhang et al., 2018): one loss per peer, ``(K,)``.
+
+    .. math::  L_k = CE(y, p_k) + \frac{1}{K - 1} \sum_{j \ne k} T^2\, KL\big(p_j^T \,\|\, p_k^T\big)
+
+    ``logits``: K peers' ``(B, C)`` logits on the same batch. Peer ``j`` is detached inside ``L_k``, so
+    ``dml_loss(...).sum().backward()`` gives every peer exactly the gradient of its own loss. The paper uses
+    ``T = 1`` (then ``T**2 = 1``). Unlabelled rows (target -1) contribute to the KL terms only.
+    """
+    if not isinstance(logits, (list, tuple)) or len(logits) < 2:
+        n = len(logits) if isinstance(logits, (list, tuple)) else type(logits).__name__
+        raise ValueError(f"mutual learning needs at least two peers' logits, got {n}.")
+    for z in logits:
+        check_logits(z)
+        check_logits_pair(z, logits[0])
+    check_targets(targets, logits[0].shape[0], logits[0].shape[1])
+    t = check_temperature(temperature)
+    k = len(logits)
+    losses = []
+    for i, z in enumerate(logits):
+        kl = sum(kd_kl_loss(z, other, t) for j, other in enumerate(logits) if j != i)  # others detached
+        losses.append(labelled_cross_entropy(z, targets) + kl / (k - 1))
+    return torch.stack(losses)  # (K,)
 
 
 # name -> objective. Functions take (student_logits, teacher_logits, ...); modules are built with their

@@ -13,9 +13,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ._validate import check_alpha, check_logits_pair, check_targets
 from .data import ImageData
-from .ensemble import label_distillation_loss
-from .losses import HintLoss, attention_transfer_loss, hinton_kd_loss, labelled_cross_entropy
+from .losses import (
+    HintLoss,
+    attention_transfer_loss,
+    kd_kl_loss,
+    label_distillation_loss,
+    labelled_cross_entropy,
+)
 from .metrics import predict_logits
 from .multiteacher import TeacherEnsemble, multi_teacher_kd_loss
 
@@ -26,7 +32,13 @@ __all__ = ["METHODS", "Attention", "CrossEntropy", "Distiller", "Hint", "Hinton"
 
 
 class Distiller(nn.Module):
-    """Turns one batch's outputs into a loss. Subclasses may own parameters (e.g. a hint regressor)."""
+    """Turns one batch's outputs into a loss. Subclasses may own parameters (e.g. a hint regressor).
+
+    ``forward`` returns the sum of the loss's weighted *parts* and keeps them, detached, in ``self.parts``
+    (``{"ce": (1 - alpha) CE, "kd": alpha T^2 KL, "hint": beta * hint, ...}``, as mdistiller's distillers
+    return a ``losses_dict``): ``lk.fit`` averages each part over an epoch into the history (``loss_ce``,
+    ``loss_kd`` ...), so which term drives training is read off the run.
+    """
 
     needs_teacher = True
     needs_features = False
@@ -34,9 +46,16 @@ class Distiller(nn.Module):
     def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.parts: dict[str, torch.Tensor] = {}
+
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> dict[str, torch.Tensor]:
+        """The weighted parts of the loss, by name; their sum is the loss."""
+        raise NotImplementedError
 
     def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None) -> torch.Tensor:
-        raise NotImplementedError
+        parts = self.terms(s_logits, y, t_logits, s_feats, t_feats)
+        self.parts = {k: v.detach() for k, v in parts.items()}
+        return sum(parts.values())
 
     @staticmethod
     def teacher_outputs(teacher: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -53,15 +72,21 @@ class CrossEntropy(Distiller):
 
     needs_teacher = False
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return labelled_cross_entropy(s_logits, y)
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return {"ce": labelled_cross_entropy(s_logits, y)}
 
 
 class Hinton(Distiller):
-    """Response-based KD on logits."""
+    """Response-based KD on logits: ``lk.hinton_kd_loss`` split into its two weighted parts."""
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return hinton_kd_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        a = check_alpha(self.cfg.alpha)
+        check_logits_pair(s_logits, t_logits)
+        check_targets(y, s_logits.shape[0], s_logits.shape[1])
+        return {
+            "ce": (1.0 - a) * labelled_cross_entropy(s_logits, y),
+            "kd": a * kd_kl_loss(s_logits, t_logits, self.cfg.temperature),
+        }
 
 
 class Hint(Hinton):
@@ -75,10 +100,12 @@ class Hint(Hinton):
         spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
         self.hint = HintLoss(sc, tc, spatial=spatial)
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        kd = super().forward(s_logits, y, t_logits)
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
         i = self.cfg.hint_layer
-        return kd + self.cfg.beta * self.hint(s_feats[i], t_feats[i])
+        return {
+            **super().terms(s_logits, y, t_logits),
+            "hint": self.cfg.beta * self.hint(s_feats[i], t_feats[i]),
+        }
 
 
 class Attention(Hinton):
@@ -86,9 +113,9 @@ class Attention(Hinton):
 
     needs_features = True
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        kd = super().forward(s_logits, y, t_logits)
-        return kd + self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        at = self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
+        return {**super().terms(s_logits, y, t_logits), "attention": at}
 
 
 class MultiTeacher(Distiller):
@@ -103,10 +130,11 @@ class MultiTeacher(Distiller):
             )
         self.weighting = teacher.make_weighting()
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
         w = self.weighting(t_logits, y)  # (B, K)
         kd = multi_teacher_kd_loss(s_logits, t_logits, y, w, self.cfg.temperature, self.cfg.alpha)
-        return kd + self.weighting.aux_loss
+        aux = self.weighting.aux_loss
+        return {"kd": kd, **({"weighting": aux} if torch.is_tensor(aux) else {})}
 
     @staticmethod
     def teacher_outputs(teacher, x, device):
@@ -120,8 +148,8 @@ class MultiTeacher(Distiller):
 class LabelMSE(Distiller):
     """KD with the KL replaced by the squared error between probabilities (``lk.label_distillation_loss``)."""
 
-    def forward(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        return label_distillation_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
+    def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        return {"mse": label_distillation_loss(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)}
 
 
 METHODS: dict[str, type[Distiller]] = {

@@ -7,6 +7,7 @@
   Neural Networks"): soft targets tend to make students better calibrated.
 * ``predict_logits`` / ``evaluate``: batched, ``eval()`` mode, ``no_grad``, the model's mode restored.
 * ``mean_std`` / ``format_mean_std`` / ``summarize``: results over seeds are reported as mean +- sample std.
+  Whether a difference is an effect is decided by ``labkit.verdicts`` (``lk.compare`` / ``Comparison.verdict``).
 
 All metrics ignore examples whose target is ``-1`` (unlabelled transfer-set examples).
 """
@@ -34,13 +35,11 @@ __all__ = [
     "evaluate",
     "expected_calibration_error",
     "format_mean_std",
-    "gap",
     "kl_to_teacher",
     "mean_std",
     "predict_logits",
     "reliability_bins",
     "summarize",
-    "verdict",
 ]
 
 
@@ -281,25 +280,3 @@ def summarize(
             for a, b in zip(mean, std)
         ]
     return out
-
-
-def gap(table: Any, a: Any, b: Any, metric: str = "accuracy", scale: float = 100) -> tuple[float, float]:
-    """``(mean_a - mean_b, max(std_a, std_b))`` of ``metric`` between two rows of a ``summarize`` table, in
-    display units (``scale=100``: percentage points). The larger std is the yardstick ``verdict`` uses."""
-    for row in (a, b):
-        if row not in table.index:
-            raise ValueError(f"no row {row!r} in the table; rows are: {list(table.index)}.")
-    if f"{metric}_mean" not in table.columns:
-        raise ValueError(f"the table has no {metric!r} summary; summarize(..., metrics=[{metric!r}]) first.")
-    diff = (table.loc[a, f"{metric}_mean"] - table.loc[b, f"{metric}_mean"]) * scale
-    return float(diff), float(max(table.loc[a, f"{metric}_std"], table.loc[b, f"{metric}_std"]) * scale)
-
-
-def verdict(gain: float, noise: float, unit: str = "points") -> str:
-    """Plain words for a measured difference against the seed-to-seed spread: a gain or a loss only when
-    ``|gain| > noise``, otherwise "no measurable effect". Notebooks build their conclusions from this, so the
-    prose cannot claim an effect the run did not show."""
-    if abs(gain) <= noise:
-        return f"a difference of {gain:+.2f} {unit}, within the seed-to-seed spread ({noise:.2f}): no measurable effect"
-    kind = "a gain" if gain > 0 else "a loss"
-    return f"{kind} of {gain:+.2f} {unit}, larger than the seed-to-seed spread ({noise:.2f})"

@@ -16,7 +16,6 @@ __all__ = [
     "hardware",
     "read_records",
     "record",
-    "record_gap",
     "show_source",
 ]
 
@@ -114,26 +113,32 @@ def _number(value: Any, what: str) -> float:
     return value
 
 
-def record(name: str, value: float, noise: float | None = None, unit: str = "") -> None:
+def record(name: str, value: Any, unit: str = "", headline: bool = False) -> None:
     """Record one key result of this notebook and show it on one line.
 
-    ``noise`` (optional) is the seed-to-seed spread that ``value`` is judged against, as ``lk.gap`` returns it;
-    the record then says whether the run shows an effect (``|value| > noise``), as ``lk.verdict`` would.
-    Run by ``make results``, every record lands in ``results/<profile>/<notebook>.json``.
+    ``value``: a plain number (a teacher's accuracy, a run time), or an ``lk.Verdict`` from
+    ``Comparison.verdict``: then the record carries the metric, its direction (``better``), the difference,
+    its 95 % interval, the number of paired seeds and test examples, and the effect, all from the course's one
+    verdict rule. ``headline=True`` marks the comparison the lesson exists to show (the findings page lists
+    headlines first). Run by ``make results``, every record lands in ``results/<profile>/<notebook>.json``.
     """
+    from .verdicts import Verdict
+
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a record needs a non-empty name, got {name!r}.")
     if not isinstance(unit, str):
         raise ValueError(f"unit must be a string such as '%' or 'points', got {unit!r}.")
-    rec: dict[str, Any] = {"name": name.strip(), "value": _number(value, f"record {name!r}: value")}
-    if noise is not None:
-        rec["noise"] = n = _number(noise, f"record {name!r}: noise")
-        if n < 0:
-            raise ValueError(f"record {name!r}: noise (a seed-to-seed spread) must be >= 0, got {n}.")
-        rec["effect"] = "gain" if rec["value"] > n else "loss" if rec["value"] < -n else "none"
-    rec["unit"] = unit
-    value, spread, shows = describe_record(rec)
-    text = f"recorded  {rec['name']}: {value}" + (f" (seed spread {spread}: {shows})" if spread else "")
+    if not isinstance(headline, bool):
+        raise ValueError(f"headline must be True or False, got {headline!r}.")
+    if isinstance(value, Verdict):
+        rec: dict[str, Any] = {"name": name.strip(), **value.to_dict(), "value": value.diff}
+        del rec["diff"]
+        rec["unit"] = unit or value.unit
+    else:
+        rec = {"name": name.strip(), "value": _number(value, f"record {name!r}: value"), "unit": unit}
+    rec["headline"] = headline
+    value_text, interval, shows = describe_record(rec)
+    text = f"recorded  {rec['name']}: {value_text}" + (f" ({interval}: {shows})" if shows else "")
     try:
         from IPython import get_ipython
 
@@ -149,21 +154,18 @@ def record(name: str, value: float, noise: float | None = None, unit: str = "") 
 
 
 def describe_record(rec: dict) -> tuple[str, str, str]:
-    """``(value, seed spread, what the run shows)`` of one record as text, as the record's own line and the
+    """``(value, interval, what the run shows)`` of one record as text, as the record's own line and the
     results tables (``tools/run_course.py``) print it; the last two are empty for a plain number."""
     unit = rec.get("unit", "")
-    if "noise" not in rec:
+    if "effect" not in rec:
         return f"{rec['value']:.4g}{'' if unit in ('', '%', 'x') else ' '}{unit}", "", ""
     shows = {"gain": "a gain", "loss": "a loss", "none": "no measurable effect"}[rec["effect"]]
-    return f"{rec['value']:+.2f} {unit}".rstrip(), f"{rec['noise']:.2f}", shows
-
-
-def record_gap(name: str, table: Any, a: Any, b: Any, metric: str = "accuracy", scale: float = 100) -> None:
-    """``record(name, *lk.gap(table, a, b, metric), unit="points")``: row ``a`` minus row ``b`` of a summary
-    table, with the larger seed std as its yardstick."""
-    from .metrics import gap
-
-    record(name, *gap(table, a, b, metric, scale), unit="points" if scale == 100 else "")
+    if rec.get("low") is None:
+        interval = "one seed: no interval"
+    else:
+        interval = f"95% interval {rec['low']:+.2f} to {rec['high']:+.2f}, {rec['n_seeds']} seeds"
+    lower = ", lower is better" if rec.get("better") == "lower" else ""
+    return f"{rec['metric']} {rec['value']:+.2f} {unit}".rstrip(), interval + lower, shows
 
 
 def read_records(notebook: Any) -> dict[str, dict]:

@@ -103,6 +103,10 @@ class TrainConfig:
     """Hyper-parameters of one training run. Field names match the notebooks' parameters."""
 
     epochs: int = 10
+    # Total optimisation steps. None: epochs * batches per epoch. Set, it overrides epochs: training stops after
+    # exactly `steps` batches (the last pass may be partial), so runs on data of different sizes get the same
+    # budget (lk.compare sets it for every arm).
+    steps: int | None = None
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -125,6 +129,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_positive_int(self.epochs, "epochs")
+        if self.steps is not None:
+            check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
         check_temperature(self.temperature)
         check_alpha(self.alpha)
@@ -279,7 +285,9 @@ def fit(
     x, y = train.x.to(device), train.y.to(device)
     params = list(student.parameters()) + list(distiller.parameters())
     opt = OPTIMIZERS[cfg.optimizer](params, cfg)
-    steps = cfg.epochs * max(1, -(-len(train) // cfg.batch_size))
+    per_epoch = max(1, -(-len(train) // cfg.batch_size))
+    steps = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    epochs = -(-steps // per_epoch)  # passes over the data; the last one may stop early
     lr_lambda = (
         (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
         if cfg.schedule == "cosine"
@@ -313,26 +321,30 @@ def fit(
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         history, start = History(json.loads(state["history"])), int(state["epoch"])
-        print(f"[labkit] resumed from {ckpt} after epoch {start}/{cfg.epochs}")
+        print(f"[labkit] resumed from {ckpt} after epoch {start}/{epochs}")
 
     from tqdm.auto import tqdm
 
     aug_gen = torch.Generator(device=device) if cfg.augment else None
     main = acc is None or acc.is_main_process
     bar = tqdm(
-        range(start, cfg.epochs), desc=f"{method} student", disable=not (cfg.progress and main), leave=False
+        range(start, epochs), desc=f"{method} student", disable=not (cfg.progress and main), leave=False
     )
     for epoch in bar:
         student.train()
         t0, total, correct, seen, labelled_seen = time.perf_counter(), 0.0, 0, 0, 0
+        part_sums: dict[str, torch.Tensor] = {}  # weighted loss parts, summed on the device (no host sync)
+        epoch_steps = min(per_epoch, steps - epoch * per_epoch)
         tensors = (x, y) if teacher_logits is None else (x, y, teacher_logits)
         if aug_gen is not None:
             aug_gen.manual_seed(
                 cfg.seed * 100_003 + epoch
             )  # per epoch, so a resumed run draws the same crops
-        for batch in batches(
-            *tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch
+        for i, batch in enumerate(
+            batches(*tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch)
         ):
+            if i == epoch_steps:  # the step budget ends inside this pass
+                break
             if cfg.augment:  # on the whole batch, so every process count draws the same crops
                 batch = (random_crop_flip(batch[0], generator=aug_gen), *batch[1:])
             share = 1.0
@@ -360,6 +372,8 @@ def fit(
             step()
             sched.step()
             mask = yb >= 0
+            for name, part in distiller.parts.items():
+                part_sums[name] = part_sums.get(name, 0.0) + part.float() * len(xb)
             total += loss.item() * len(xb)
             correct += int((s_logits.argmax(1)[mask] == yb[mask]).sum())
             seen, labelled_seen = seen + len(xb), labelled_seen + int(mask.sum())
@@ -368,10 +382,15 @@ def fit(
                 torch.tensor([total, correct, seen, labelled_seen], device=device, dtype=torch.float64)
             )
             total, correct, seen, labelled_seen = sums[0].item(), *(int(v) for v in sums[1:].tolist())
+            part_sums = {
+                k: acc.reduce(torch.as_tensor(v, device=device, dtype=torch.float64))
+                for k, v in part_sums.items()
+            }
         record = {
             "epoch": epoch + 1,
             "train_loss": total / max(seen, 1),
             "train_accuracy": correct / labelled_seen if labelled_seen else float("nan"),
+            **{f"loss_{name}": float(v) / max(seen, 1) for name, v in part_sums.items()},
             "seconds": time.perf_counter() - t0,
         }
         if val is not None:
@@ -456,12 +475,12 @@ def train_or_load(
             _fingerprint(train),  # the data's content, not where it was read from
             len(train),
             method,
-            # augment=False is left out so that caches made before the field existed stay valid; progress and
-            # accelerate do not change the weights
+            # augment=False and steps=None are left out so that caches made before the fields existed stay valid;
+            # progress and accelerate do not change the weights
             {
                 k: v
                 for k, v in dataclasses.asdict(cfg).items()
-                if (k, v) != ("augment", False) and k != "accelerate"
+                if (k, v) not in (("augment", False), ("steps", None)) and k != "accelerate"
             }
             | {"progress": None},
         ],

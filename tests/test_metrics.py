@@ -219,21 +219,3 @@ def test_summarize_errors():
         summarize([{"method": "kd", "accuracy": 0.9}], "method", ["agreement"])
     with pytest.raises(ValueError, match="at least one record"):
         summarize([], "method", ["accuracy"])
-
-
-def test_gap_and_verdict_follow_the_seed_spread():
-    import labkit as lk
-
-    runs = [{"m": "a", "accuracy": v} for v in (0.80, 0.82)] + [
-        {"m": "b", "accuracy": v} for v in (0.70, 0.71)
-    ]
-    table = lk.summarize(runs, by="m", metrics="accuracy")
-    diff, noise = lk.gap(table, "a", "b")
-    assert diff == pytest.approx(10.5) and noise == pytest.approx(100 * np.std([0.80, 0.82], ddof=1))
-    assert lk.verdict(diff, noise).startswith("a gain of +10.50 points, larger")
-    assert lk.verdict(-diff, noise).startswith("a loss of -10.50")
-    assert "no measurable effect" in lk.verdict(0.5, noise)
-    with pytest.raises(ValueError, match="no row 'c'"):
-        lk.gap(table, "a", "c")
-    with pytest.raises(ValueError, match="no 'ece' summary"):
-        lk.gap(table, "a", "b", metric="ece")

@@ -10,7 +10,6 @@ from labkit.nbtools import (
     hardware,
     read_records,
     record,
-    record_gap,
 )
 
 
@@ -51,45 +50,40 @@ def _write_notebook(path: Path, code: str) -> Path:
     return path
 
 
+def _verdict(diff=3.2, low=1.1, high=5.3, metric="accuracy", better="higher"):
+    import labkit as lk
+
+    return lk.Verdict("KD", "scratch", metric, better, diff, low, high, 3, 1000, 0.4, 0.3)
+
+
 def test_record_outside_a_kernel_prints_one_line(capsys):
-    record("KD vs scratch", 3.2, 1.0, unit="points")
+    record("KD vs scratch", _verdict(), headline=True)
     record("teacher test accuracy", 87.123, unit="%")
-    record("noise only", -0.4, 0.5, unit="points")
+    record("noise only", _verdict(-0.4, -1.5, 0.7))
+    record("ECE", _verdict(-6.8, -9.0, -4.6, "ece", "lower"))
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "recorded  KD vs scratch: +3.20 points (seed spread 1.00: a gain)",
+        "recorded  KD vs scratch: accuracy +3.20 points (95% interval +1.10 to +5.30, 3 seeds: a gain)",
         "recorded  teacher test accuracy: 87.12%",
-        "recorded  noise only: -0.40 points (seed spread 0.50: no measurable effect)",
+        "recorded  noise only: accuracy -0.40 points (95% interval -1.50 to +0.70, 3 seeds: no measurable effect)",
+        "recorded  ECE: ece -6.80 points (95% interval -9.00 to -4.60, 3 seeds, lower is better: a gain)",
     ]
 
 
 @pytest.mark.parametrize(
-    "args, match",
+    "args, kwargs, match",
     [
-        (("", 1.0), "non-empty name"),
-        (("x", float("nan")), "finite"),
-        (("x", "3"), "must be a number"),
-        (("x", True), "must be a number"),
-        (("x", 1.0, -0.1), "must be >= 0"),
-        (("x", 1.0, None, 5), "unit must be a string"),
+        (("", 1.0), {}, "non-empty name"),
+        (("x", float("nan")), {}, "finite"),
+        (("x", "3"), {}, "must be a number"),
+        (("x", True), {}, "must be a number"),
+        (("x", 1.0, 5), {}, "unit must be a string"),
+        (("x", 1.0), {"headline": "yes"}, "headline must be True or False"),
     ],
 )
-def test_record_rejects_bad_input(args, match):
+def test_record_rejects_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        record(*args)
-
-
-def test_record_gap_takes_the_difference_and_the_larger_std(capsys):
-    import labkit as lk
-
-    runs = [{"m": "kd", "accuracy": a} for a in (0.80, 0.82)] + [
-        {"m": "ce", "accuracy": a} for a in (0.70, 0.74)
-    ]
-    table = lk.summarize(runs, by="m", metrics=["accuracy"])
-    record_gap("kd vs ce", table, "kd", "ce")
-    assert "recorded  kd vs ce: +9.00 points (seed spread 2.83: a gain)" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="no row 'mse'"):
-        record_gap("mse vs ce", table, "mse", "ce")
+        record(*args, **kwargs)
 
 
 def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, monkeypatch):
@@ -106,8 +100,9 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
         tmp_path / "99_demo.ipynb",
         "import labkit as lk\n"
         'lk.record("teacher test accuracy", 91.5, unit="%")\n'
-        'lk.record("KD vs scratch", 0.4, 1.2, unit="points")\n'
-        'lk.record("KD vs scratch", 2.5, 1.2, unit="points")  # the last value of a name wins',
+        'v = lambda d: lk.Verdict("KD", "scratch", "accuracy", "higher", d, d - 1.2, d + 1.2, 3, 500, 0.3, 0.2)\n'
+        'lk.record("KD vs scratch", v(0.4))\n'
+        'lk.record("KD vs scratch", v(2.5), headline=True)  # the last value of a name wins',
     )
     out = tmp_path / "run" / "99_demo.ipynb"
     out.parent.mkdir()
@@ -116,10 +111,14 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
     shown = [o for c in executed.cells for o in c.get("outputs", []) if RECORD_MIME in o.get("data", {})]
     assert len(shown) == 3 and "recorded  teacher test accuracy: 91.5%" in shown[0]["data"]["text/plain"]
     records = read_records(out)
-    assert records == {
-        "teacher test accuracy": {"value": 91.5, "unit": "%"},
-        "KD vs scratch": {"value": 2.5, "noise": 1.2, "effect": "gain", "unit": "points"},
-    }
+    assert records["teacher test accuracy"] == {"value": 91.5, "unit": "%", "headline": False}
+    kd = records["KD vs scratch"]
+    assert (
+        kd["value"] == 2.5 and kd["low"] == pytest.approx(1.3) and kd["effect"] == "gain" and kd["headline"]
+    )
+    assert (
+        kd["better"] == "higher" and kd["n_seeds"] == 3 and kd["n_test"] == 500 and kd["metric"] == "accuracy"
+    )
 
     sys.path.insert(0, str(root / "tools"))
     import run_course
@@ -136,8 +135,10 @@ def test_records_travel_in_the_executed_notebook_to_the_results_json(tmp_path, m
     assert payload["hardware"] == "Test GPU" and payload["records"] == records
     path.with_suffix(".md").write_text("*Profile `full`, executed on Test GPU in 12 s, today.*\n")
     page = run_course.summarize_results("full").read_text()
-    assert "| KD vs scratch | +2.50 points | 1.20 | a gain |" in page
-    assert "| teacher test accuracy | 91.5% |  |  |" in page
+    assert "## Headline findings" in page and page.index("Headline") < page.index("Every finding")
+    row = "| accuracy +2.50 points | 95% interval +1.30 to +3.70, 3 seeds | 500 | **a gain** |"
+    assert page.count(row) == 2  # in the headline table and in the notebook's own
+    assert "teacher test accuracy" not in page  # findings only: plain numbers stay in the JSON
     assert "has not been run yet" not in page
 
 

@@ -70,8 +70,13 @@ def test_notebook_runs_under_papermill_smoke(path, tmp_path):
     )
     for name, rec in records.items():
         assert math.isfinite(rec["value"]), (name, rec)
-        if "noise" in rec:
-            assert rec["effect"] in ("gain", "loss", "none") and rec["noise"] >= 0, (name, rec)
+        assert "noise" not in rec, f"{path.name}: {name!r} is judged by the old rule; record a Verdict"
+        if "effect" in rec:  # a comparison: the verdict of the course's rule, its direction and interval
+            assert rec["effect"] in ("gain", "loss", "none") and rec["better"] in ("higher", "lower"), (name, rec)
+    comparisons = [r for r in records.values() if "effect" in r]
+    if path.name >= "02":  # every lesson from 02 on judges comparisons and marks the one it exists to show
+        assert comparisons, f"{path.name} records no comparison (lk.record(name, cmp.verdict(a, b)))"
+        assert 1 <= sum(r["headline"] for r in comparisons) <= 2, f"{path.name}: mark one headline comparison"
 
 
 @pytest.mark.timeout(600)
