@@ -110,8 +110,8 @@ _LAZY = {
         ".hf",
     ),
     **dict.fromkeys(
-        ("DistillationTrainer", "DistillationTrainingArguments", "finetune_or_load", "transformer_kd_loss",
-         "uniform_layer_map"),
+        ("DistillationTrainer", "DistillationTrainingArguments", "attention_dropout_off", "finetune_or_load",
+         "transformer_kd_loss", "uniform_layer_map"),
         ".hf_trainer",
     ),
 }  # fmt: skip

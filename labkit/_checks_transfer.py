@@ -151,11 +151,11 @@ def check_effect(fn: Callable[[float, float, str], int]) -> None:
             "ignored the direction: for a lower-is-better metric (ECE, NLL) an interval below 0 is a gain": (
                 lambda lo, hi, b: 1 if lo > 0 else (-1 if hi < 0 else 0)
             ),
-            "read the midpoint, not the interval: an interval that contains 0 is no measurable effect": (
-                lambda lo, hi, b: (1 if (lo + hi) > 0 else -1) * (1 if b == "higher" else -1)
-            ),
             "counted an interval that touches 0 as an effect: it must exclude 0": (
                 lambda lo, hi, b: (1 if lo >= 0 else (-1 if hi <= 0 else 0)) * (1 if b == "higher" else -1)
+            ),
+            "read the midpoint, not the interval: an interval that contains 0 is no measurable effect": (
+                lambda lo, hi, b: (1 if (lo + hi) > 0 else -1) * (1 if b == "higher" else -1)
             ),
         },
         tol=0,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,8 @@ from .metrics import accuracy
 from .multiteacher import fuse_teachers, multi_teacher_kd_loss
 
 __all__ = [
+    "AT_CONVENTIONS",
+    "ATConvention",
     "CHECKS",
     "ExerciseError",
     "check_accuracy",
@@ -75,8 +78,10 @@ PROBS = (
     "the student's log-probabilities, F.log_softmax(student_logits / T, dim=-1)"
 )
 DIRECTION = (
-    "computed KL(p_s || p_t), the wrong direction: F.kl_div(input, target) is KL(target || input), so the input "
-    "is the student's log-probabilities and the target the teacher's probabilities"
+    "computed the reverse KL(p_s || p_t), the wrong direction for Hinton's KD, which is the forward KL(p_t || p_s) "
+    "(the reverse KL is mode-seeking, a different objective that generative distillation such as MiniLLM chooses "
+    "on purpose): F.kl_div(input, target) is KL(target || input), so the input is the student's log-probabilities "
+    "and the target the teacher's probabilities"
 )
 SUM_TO_ONE = "weights that do not sum to one"
 
@@ -281,11 +286,79 @@ def check_attention_map(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     )
 
 
+class ATConvention(NamedTuple):
+    """A published form of the attention-transfer loss: labkit's value times ``factor(H*W)``, a factor fixed by
+    the map size alone, which the weight beta absorbs."""
+
+    factor: Callable[[int], float]
+    label: str  # short name, for hints
+    form: str  # what the learner's function computes
+    weight: str  # how beta on that scale maps onto a weight of lk.attention_transfer_loss
+
+
+AT_CONVENTIONS: tuple[ATConvention, ...] = (
+    ATConvention(
+        lambda hw: 0.5,
+        "the paper's 1/2",
+        "labkit's value / 2: eq. (2) of Zagoruyko & Komodakis (2017), beta/2 * ||Q_s - Q_t||_2^2, squared as the "
+        "authors implement it, averaged over the batch, with the 1/2 of beta/2 inside your function",
+        "a weight beta on your loss is beta / 2 on lk.attention_transfer_loss",
+    ),
+    ATConvention(
+        lambda hw: 1.0 / hw,
+        "the authors' mean over H*W",
+        "labkit's value / (H*W): the authors' code, at_loss(x, y) = (at(x) - at(y)).pow(2).mean() "
+        "(github.com/szagoruyko/attention-transfer), which averages over the H*W positions where labkit sums "
+        "(F.mse_loss of the two maps is the same)",
+        "their beta = 1000 multiplies this mean, so it is weight 1000 / (H*W) on lk.attention_transfer_loss "
+        "(40 for 5x5 maps, 1000 / 1024 ~ 0.98 for 32x32). Summed over layers of different sizes, the mean "
+        "weights layer j by 1 / (H_j W_j) relative to labkit's sum: one weight per layer reproduces it",
+    ),
+    ATConvention(
+        lambda hw: 0.5 / hw,
+        "the paper's 1/2 with the mean over H*W",
+        "labkit's value / (2*H*W): eq. (2)'s beta/2 with the mean over the batch and the H*W positions, as the "
+        "paper's text sets beta (10^3 divided by the number of elements of the map and the batch size)",
+        "beta = 1000 on this scale is weight 500 / (H*W) on lk.attention_transfer_loss (the authors' code has no "
+        "1/2: weight 1000 / (H*W)), one weight per layer when the layers' sizes differ",
+    ),
+)
+
+
+def _scalar_outputs(name: str, fn: Callable, cases: Sequence[tuple]) -> list[float] | None:
+    """``float(fn(*case))`` for every case, or ``None`` when one is not a one-number tensor (the full check then
+    explains what is wrong)."""
+    values = []
+    for case in cases:
+        out = _call(name, fn, case)
+        if not torch.is_tensor(out) or out.dim() != 0 or not out.dtype.is_floating_point:
+            return None
+        values.append(float(out.detach()))
+    return values
+
+
 def check_attention_transfer(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """``fn(student_features, teacher_features)`` -> mean over the batch of ``||Q_s - Q_t||_2^2``, with ``Q`` the
-    attention maps; channel counts may differ, spatial sizes match."""
+    r"""``fn(student_features (B, C_s, H, W), teacher_features (B, C_t, H, W))`` -> a scalar: labkit's
+    ``attention_transfer_loss``, :math:`\frac{1}{B} \sum_b \| Q_s(b) - Q_t(b) \|_2^2` with ``Q`` the
+    attention maps (``attention_map``: channel mean of the squared activations, L2-normalised per example), of
+    Zagoruyko & Komodakis (2017), "Paying More Attention to Attention". Channel counts may differ.
+
+    The published forms differ from this by a factor that depends on the map size only, and pass with a note on
+    how their ``beta`` maps onto labkit's weight (``AT_CONVENTIONS``): eq. (2)'s ``1/2`` (factor 1/2), the
+    authors' code ``(at(x) - at(y)).pow(2).mean()`` (factor ``1 / (H*W)``) and both (``1 / (2*H*W)``). Each
+    factor must hold exactly on all four cases: two different random inputs of one shape, a smaller batch with
+    the teacher's features scaled by 10, and another map size (4x3 against 5x5), so a mean over positions is
+    told apart from an accidental constant. Any other constant factor (a weight such as beta = 1000 inside
+    the function) fails: the caller applies the weight. Over layers of different sizes the mean convention
+    weights layer ``j`` by ``1 / (H_j W_j)`` relative to labkit's sum, which per-layer weights reproduce.
+    """
     fs, ft = _inputs(8, 4, 3, 5, 5), _inputs(9, 4, 6, 5, 5)
-    cases = [(fs, ft), (fs[:2], ft[:2] * 10)]
+    cases = [
+        (fs, ft),
+        (_inputs(15, 4, 3, 5, 5), _inputs(16, 4, 6, 5, 5)),  # other random features of the same shape
+        (fs[:2], ft[:2] * 10),  # another batch size; a scaled teacher has the same maps
+        (_inputs(17, 3, 3, 4, 3), _inputs(18, 3, 6, 4, 3)),  # another map size: H*W = 12, not 25
+    ]
     name = "check_attention_transfer"
     try:
         _call(name, fn, cases[0])
@@ -294,26 +367,74 @@ def check_attention_transfer(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
             f"{name}: your function failed on features with 3 and 6 channels ({type(err).__name__}): compare "
             "attention maps (averaged over channels), not the raw features."
         ) from None
+    hw = [case[0].shape[2] * case[0].shape[3] for case in cases]
+    outs = _scalar_outputs(name, fn, cases)
+    refs = [float(attention_transfer_loss(*case)) for case in cases]
+    if outs is not None:
+        for factor, _, form, weight in AT_CONVENTIONS:
+            if all(math.isclose(o, factor(n) * r, rel_tol=1e-5) for o, r, n in zip(outs, refs, hw)):
+                check_function(
+                    name,
+                    fn,
+                    lambda fs, ft, factor=factor: (
+                        factor(fs.shape[2] * fs.shape[3]) * attention_transfer_loss(fs, ft)
+                    ),
+                    cases,
+                    scalar=True,
+                    grad_arg=0,
+                    tol=1e-7,
+                )
+                print(f"    note: yours is {form}. The weight absorbs this factor: {weight}.")
+                return
+        for per_position in (False, True):  # out = k * labkit (or k * labkit / (H*W)) on every case
+            ks = [o / r * (n if per_position else 1) for o, r, n in zip(outs, refs, hw)]
+            if not math.isclose(ks[0], 1.0, rel_tol=1e-3) and all(
+                math.isclose(k, ks[0], rel_tol=1e-4) for k in ks
+            ):
+                scale = f"{ks[0]:.4g} x labkit's value" + (" / (H*W)" if per_position else "")
+                raise ExerciseError(
+                    f"{name}: your loss is {scale} on every case: a constant weight inside the function (such as "
+                    "beta = 1000)? Return the loss alone, in labkit's convention (or the paper's 1/2, or the "
+                    "authors' mean over H*W); the caller multiplies it by beta."
+                )
+
     diff = lambda fs, ft: attention_map(fs) - attention_map(ft)  # noqa: E731  (B, H*W)
-    check_function(
-        name,
-        fn,
-        attention_transfer_loss,
-        cases,
-        {
-            "used the L2 distance; attention transfer uses the squared distance ||Q_s - Q_t||^2": lambda fs, ft: (
-                diff(fs, ft).norm(dim=1).mean()
-            ),
-            "summed over the batch: average over the examples": lambda fs, ft: (
-                diff(fs, ft).pow(2).sum(1).sum()
-            ),
-            'used F.mse_loss with reduction="mean", which also averages over positions: sum over H*W': (
-                lambda fs, ft: F.mse_loss(attention_map(fs), attention_map(ft))
-            ),
-        },
-        scalar=True,
-        grad_arg=0,
-    )
+    unnormalised = lambda f: f.pow(2).mean(1).flatten(1)  # noqa: E731  (B, H*W), no L2 normalisation
+    mistakes = {
+        "used the L2 distance ||Q_s - Q_t||_2: use the squared distance ||Q_s - Q_t||^2. Eq. (2) of the paper "
+        "writes the p-norm (p = 2), but the authors' code squares it, (at(x) - at(y)).pow(2).mean(); the plain "
+        "norm is no rescaling of the square (its gradient keeps unit length as the maps converge)": (
+            lambda fs, ft: diff(fs, ft).norm(dim=1).mean()
+        ),
+        "summed over the batch: average over the examples (the paper divides beta by the batch size)": (
+            lambda fs, ft: diff(fs, ft).pow(2).sum(1).sum()
+        ),
+        "the maps are not normalised: divide each example's map by its L2 norm (F.normalize(q, dim=1)), which makes "
+        "layers with different scales comparable": lambda fs, ft: (
+            (unnormalised(fs) - unnormalised(ft)).pow(2).sum(1).mean()
+        ),
+        "used |A| (p = 1) for the maps; attention transfer uses the squared activations |A|^2": lambda fs, ft: (
+            (
+                F.normalize(fs.abs().mean(1).flatten(1), dim=1)
+                - F.normalize(ft.abs().mean(1).flatten(1), dim=1)
+            )
+            .pow(2)
+            .sum(1)
+            .mean()
+        ),
+        "normalised the maps across the batch (dim=0); normalise each example's map (dim=1)": lambda fs, ft: (
+            (F.normalize(unnormalised(fs), dim=0) - F.normalize(unnormalised(ft), dim=0)).pow(2).sum(1).mean()
+        ),
+    }
+    # the same mistakes written in one of the published conventions
+    scaled = {
+        f"{hint} (in the convention of {label})": (
+            lambda fs, ft, m=mistake, factor=factor: factor(fs.shape[2] * fs.shape[3]) * m(fs, ft)
+        )
+        for factor, label, _, _ in AT_CONVENTIONS
+        for hint, mistake in mistakes.items()
+    }
+    check_function(name, fn, attention_transfer_loss, cases, {**mistakes, **scaled}, scalar=True, grad_arg=0)
 
 
 # ---------------------------------------------------------------------------------- 07 ensemble distillation

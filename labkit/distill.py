@@ -53,7 +53,11 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", help="a local copy of the datasets (else download, else the digits fallback)"
     )
     ap.add_argument("--methods", type=lambda t: _csv(str, t), default=("ce", "kd"), help="e.g. ce,kd,hint")
-    ap.add_argument("--seeds", type=lambda t: _csv(int, t), default=(0,), help="e.g. 0,1,2")
+    ap.add_argument(
+        "--seeds",
+        type=lambda t: _csv(int, t),
+        help="e.g. 0,1,2 (default: the profile's; one seed gives no verdict)",
+    )
     ap.add_argument("--teacher", choices=sorted(MODELS), help="teacher family (default: the profile's)")
     ap.add_argument("--student", choices=sorted(MODELS), help="student family (default: the profile's)")
     ap.add_argument("--epochs", type=int, help="student epochs (default: the profile's)")
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
         lambda: build_model(s_family, data.in_shape, data.num_classes, **s_kwargs),
         data,
         methods=args.methods,
-        seeds=args.seeds,
+        seeds=args.seeds or P.seeds,
         config=cfg,
     )
     verdicts = [  # the course's verdict rule (labkit.verdicts): each method against training without a teacher

@@ -13,13 +13,21 @@ loss with a learned projection ``W_i`` (Jiao et al., 2020; ``HintLoss`` with a l
 student and dropped when it is saved) and MiniLM's attention-distribution KL (Wang et al., 2020; ``attention_rows_kl``: ``kd_kl_loss`` at
 T = 1 on each attention row, heads averaged when the two models have different head counts). Without a teacher
 the trainer fine-tunes with plain cross-entropy, so a no-KD baseline runs through the same code.
+
+The attention maps ``A`` are the attention *probabilities* (rows that sum to 1). In train mode a Hugging Face
+model returns them after attention-probability dropout (``config.attention_probs_dropout_prob``, 0.1 for BERT):
+some entries zeroed, the rest scaled by ``1 / (1 - p)``. Two identical models then differ by 2-3 nats of
+"attention KL". The trainer therefore runs the student's forward inside ``attention_dropout_off(student)``
+whenever the attention term is on: attention-probability dropout is off for that forward (whose logits and
+hidden states feed the other terms too), hidden-state dropout stays as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +44,7 @@ from .losses import attention_rows_kl, get_objective, labelled_cross_entropy
 __all__ = [
     "DistillationTrainer",
     "DistillationTrainingArguments",
+    "attention_dropout_off",
     "finetune_or_load",
     "transformer_kd_loss",
     "uniform_layer_map",
@@ -91,6 +100,76 @@ def _check_layer_map(layer_map: Sequence, student_layers: int, teacher_layers: i
     return [(int(s), int(t)) for s, t in pairs]
 
 
+# An attention module is recognised by its query and key projections; its attention-probability dropout is an
+# nn.Dropout child (BERT reads ``self.dropout.p`` and passes it to the attention function; older versions call it)
+# or a float (``attention_dropout`` in Llama-style modules). Names only: a residual dropout (GPT-Neo's
+# ``resid_dropout``) sits next to the attention dropout and is hidden-state dropout.
+_QUERY_KEY = (("query", "key"), ("q_lin", "k_lin"), ("q_proj", "k_proj"))
+_ATTENTION_DROPOUT = ("dropout", "attn_dropout", "attention_dropout")
+
+
+def _attention_dropouts(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(owner, attribute)`` of every attention-probability dropout of ``model``: an ``nn.Dropout`` (its ``p``)
+    or a float probability, on the modules that own query and key projections."""
+    found = []
+    for module in model.modules():
+        if not any(hasattr(module, q) and hasattr(module, k) for q, k in _QUERY_KEY):
+            continue
+        for name in _ATTENTION_DROPOUT:
+            value = getattr(module, name, None)
+            if isinstance(value, nn.Dropout):
+                found.append((value, "p"))
+            elif isinstance(value, float) and not isinstance(value, bool):
+                found.append((module, name))
+    return found
+
+
+def _configured_attention_dropout(model: nn.Module) -> float:
+    cfg = getattr(model, "config", None)
+    for name in ("attention_probs_dropout_prob", "attention_dropout"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
+
+
+@contextlib.contextmanager
+def attention_dropout_off(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s attention-probability dropout is ``p = 0``; everything else is unchanged.
+
+    Eager attention computes ``A = dropout(softmax(Q K^T / sqrt(d) + mask), p)`` and ``output_attentions=True``
+    returns that ``A``: in train mode its rows no longer sum to 1 (entries zeroed, the rest scaled by
+    ``1 / (1 - p)``), so a KL between attention maps (MiniLM, Wang et al., 2020) measures dropout noise. Inside
+    this block a train-mode forward returns the attention probabilities themselves, with gradients, while
+    hidden-state dropout (embeddings, attention output, feed-forward) still regularises the student. The
+    dropout probabilities are restored on exit, also after an exception. Not for use with activation (gradient)
+    checkpointing, which recomputes the forward during ``backward()``, outside the block.
+    """
+    found = _attention_dropouts(model)
+    saved = [getattr(owner, name) for owner, name in found]
+    try:
+        for owner, name in found:
+            setattr(owner, name, 0.0)
+        yield model
+    finally:
+        for (owner, name), value in zip(found, saved, strict=True):
+            setattr(owner, name, value)
+
+
+def _check_attention_rows(attn: torch.Tensor, real: torch.Tensor, who: str, layer: int) -> None:
+    """The real query rows of an attention map ``(B, H, L, L)`` must be distributions over the keys (sum to 1),
+    not rows after attention dropout; ``real`` ``(B, L)`` marks the real tokens."""
+    sums = attn.detach().float().sum(-1).transpose(1, 2)[real].flatten()  # per real query row and head
+    tol = 1e-3 if attn.dtype in (torch.float32, torch.float64) else 2e-2
+    if sums.numel() and float((sums - 1).abs().max()) > tol:
+        worst = float(sums[(sums - 1).abs().argmax()])
+        raise ValueError(
+            f"the {who}'s attention maps of layer {layer} are not distributions: a row sums to {worst:.4g}, not 1. "
+            "They were returned after attention dropout (a train-mode forward): run the student's forward inside "
+            "labkit.hf_trainer.attention_dropout_off(model) (DistillationTrainer does) and the teacher in eval()."
+        )
+
+
 def transformer_kd_loss(
     student_out,
     teacher_out,
@@ -112,6 +191,11 @@ def transformer_kd_loss(
     and ``.attentions`` (``(B, H, L, L)``) when ``attention_weight > 0``. ``attention_mask`` ``(B, L)`` selects the
     real tokens. ``objective(student_logits, teacher_logits, labels, temperature, alpha)`` is the logit term
     (default: ``OBJECTIVES["hinton"]``).
+
+    The attentions must be attention probabilities, rows summing to 1: a train-mode student's forward belongs
+    inside ``attention_dropout_off(student)``, else attention dropout's zeroed and rescaled rows make the KL
+    measure dropout noise (about 2.5 nats per layer between two identical BERTs at ``p = 0.1``). Rows that do
+    not sum to 1 raise a ``ValueError``.
     """
     objective = objective or get_objective("hinton")
     t_logits = teacher_out if isinstance(teacher_out, torch.Tensor) else teacher_out.logits
@@ -126,9 +210,11 @@ def transformer_kd_loss(
         loss, parts["hidden"] = loss + hidden_weight * hidden, float(hidden.detach())
     if attention_weight > 0:
         attention = loss.new_zeros(())
-        # layer 0 (the embeddings) has no attention
-        for i, j in ((i, j) for i, j in layer_map if i > 0 and j > 0):
+        pairs = [(i, j) for i, j in layer_map if i > 0 and j > 0]  # layer 0 (the embeddings) has no attention
+        for i, j in pairs:
             a_s, a_t = student_out.attentions[i - 1], teacher_out.attentions[j - 1]  # (B, H, L, L)
+            _check_attention_rows(a_s, real, "student", i)
+            _check_attention_rows(a_t, real, "teacher", j)
             if a_s.shape[1] != a_t.shape[1]:  # different head counts: compare the heads' average distribution
                 a_s, a_t = a_s.mean(1, keepdim=True), a_t.mean(1, keepdim=True)
             attention = attention + attention_rows_kl(a_s, a_t, attention_mask)  # real query rows only
@@ -189,6 +275,23 @@ class DistillationTrainer(Trainer):
                         f"attention distillation needs the {who}'s attention maps, which only the eager attention "
                         "returns: load it with attn_implementation='eager' (load_pretrained does)."
                     )
+            if _configured_attention_dropout(model) > 0 and not _attention_dropouts(model):
+                raise ValueError(
+                    f"the student's config has attention dropout {_configured_attention_dropout(model)}, but "
+                    f"labkit cannot find it in this {type(model).__name__} to switch it off for the attention maps "
+                    "(they would be dropped-out rows, not distributions): load the student with "
+                    "attention_probs_dropout_prob=0.0."
+                )
+            checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
+            if checkpointing or any(
+                getattr(m, "gradient_checkpointing", False) is True for m in model.modules()
+            ):
+                raise ValueError(
+                    "attention distillation runs the student's forward with attention dropout off, and activation "
+                    "(gradient) checkpointing would recompute it during backward() with dropout on: set "
+                    "activation_checkpointing=False (and do not call gradient_checkpointing_enable), or "
+                    "attention_weight=0."
+                )
         if args.hidden_weight > 0:
             # HintLoss: a learned linear map from the student's width to the teacher's, then MSE
             hint = get_objective("hint")
@@ -215,7 +318,9 @@ class DistillationTrainer(Trainer):
         labels, cached = inputs.pop("labels"), inputs.pop("teacher_logits", None)
         want_h = self.args.hidden_weight > 0 and model.training  # evaluation reports the logit loss only
         want_a = self.args.attention_weight > 0 and model.training
-        out = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
+        # the attention term compares attention probabilities: no attention dropout in the forward that returns them
+        with attention_dropout_off(model) if want_a else contextlib.nullcontext():
+            out = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
         if self.teacher is None:
             loss = labelled_cross_entropy(out.logits, labels)
             parts = {"logits": float(loss.detach())}

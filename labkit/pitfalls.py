@@ -1,8 +1,14 @@
 """The classic distillation bugs, reproduced on purpose so lesson 01 can show why each one fails.
 
 Each function is a faithful copy of a mistake that appears in published tutorials. They run without error
-and return plausible-looking numbers, which is exactly why they survive review. Never train with them; the
-correct versions are in ``labkit.losses``. ``tests/test_pitfalls.py`` checks that each one really is wrong.
+and return plausible-looking numbers, which is exactly why they survive review. Never train with them in place
+of the loss you meant; the correct versions are in ``labkit.losses``. ``tests/test_pitfalls.py`` checks that
+each one really differs from the intended loss, in the way lesson 01 says.
+
+One of them is a bug only by accident: ``kd_wrong_direction`` computes the reverse KL ``KL(p_s || p_t)``, a
+legitimate, mode-seeking objective that distillation of generative models chooses on purpose (MiniLLM, Gu et
+al., 2024; GKD, Agarwal et al., 2024). It is a bug when Hinton's forward ``KL(p_t || p_s)`` was meant and the
+arguments of ``F.kl_div`` were swapped.
 """
 
 from __future__ import annotations
@@ -53,10 +59,25 @@ def kd_missing_t2(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 
 
 def kd_wrong_direction(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0):
-    """BUG (subtle): KL(p_s || p_t) instead of KL(p_t || p_s), by swapping the arguments of ``kl_div``.
+    r"""BUG when you meant Hinton's KD: the arguments of ``F.kl_div`` swapped by accident, which gives the reverse
+    KL instead of the forward one.
 
-    The reverse KL is mode-seeking: the student is no longer pushed to put mass on every class the teacher
-    considers plausible, which is the dark knowledge KD is meant to transfer.
+    .. math::  T^2 \cdot \frac{1}{B} \sum_b KL\big(p_s^T(b) \,\|\, p_t^T(b)\big)
+               = T^2 \cdot \frac{1}{B} \sum_b \sum_k p_s^T(b)_k \big(\log p_s^T(b)_k - \log p_t^T(b)_k\big)
+
+    ``F.kl_div(input, target)`` is ``KL(target || input)`` with ``input`` as log-probabilities, so passing the
+    teacher's log-probabilities as ``input`` and the student's probabilities as ``target`` computes
+    ``KL(p_s || p_t)``. Shapes: logits ``(B, K)`` -> scalar.
+
+    The reverse KL is a different objective, not a broken one. It is *mode-seeking*: the student is free to
+    put its mass on the teacher's main modes and ignore classes the teacher finds merely plausible. Hinton et
+    al.'s (2015) forward ``KL(p_t || p_s)`` is *mass-covering*: it punishes every plausible class the student
+    misses, which is the dark knowledge classifier KD transfers. Generative students choose the reverse KL on
+    purpose: MiniLLM (Gu et al., 2024, "MiniLLM: Knowledge Distillation of Large Language Models") minimises
+    it over the student's own sampled sequences so a small language model does not spread probability over
+    text the teacher finds unlikely, and GKD (Agarwal et al., 2024, "On-Policy Distillation of Language Models:
+    Learning from Self-Generated Mistakes") treats forward KL, reverse KL and the generalised JSD between them
+    as a choice. It is a bug only when you meant the forward KL and swapped the arguments.
     """
     t = temperature
     log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
@@ -71,14 +92,16 @@ def negated_ce_loss(student_logits: torch.Tensor, targets: torch.Tensor) -> torc
     return -F.cross_entropy(student_logits, targets)
 
 
-# name -> (buggy function, one-line diagnosis) for tables in lesson 01.
+# name -> (buggy function, one-line diagnosis) for tables in lesson 01. Each is a bug against the loss meant:
+# Hinton's KD with the forward KL(p_t || p_s).
 BUGS = {
     "KLDivLoss on raw logits": (kd_kl_on_raw_logits, "input must be log-probabilities (log_softmax)"),
     'reduction="mean"': (kd_mean_reduction, 'divides by batch*K; use reduction="batchmean"'),
     "missing T^2": (kd_missing_t2, "soft-term gradients shrink as 1/T^2"),
     "KL in the wrong direction": (
         kd_wrong_direction,
-        "KL(p_s||p_t) is mode-seeking; distil with KL(p_t||p_s)",
+        "swapped kl_div arguments give the reverse KL(p_s||p_t): mode-seeking, a deliberate choice for "
+        "generative students (MiniLLM, GKD), a bug when you meant Hinton's KL(p_t||p_s)",
     ),
 }
 

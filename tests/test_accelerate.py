@@ -132,7 +132,12 @@ def test_cli_compares_methods_and_writes_json(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["processes"] == 1 and result["dataset"] == "digits"
-    assert {r["model"] for r in result["table"]} == {"teacher", "student: ce", "student: kd"}
+    assert {r["arm"] for r in result["table"]} == {"teacher", "student: ce", "student: kd"}
+    assert {(v["a"], v["b"], v["metric"]) for v in result["verdicts"]} == {
+        ("student: kd", "student: ce", "accuracy"),
+        ("student: kd", "student: ce", "ece"),
+    }
+    assert all(v["effect"] in ("gain", "loss", "none") and v["n_seeds"] == 2 for v in result["verdicts"])
     assert "student: kd" in proc.stdout
 
 

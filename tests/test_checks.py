@@ -21,8 +21,12 @@ def ce_labelled(z, y):
     return F.cross_entropy(z[keep], y[keep]) if keep.any() else z.sum() * 0.0
 
 
-def att(f):
-    return F.normalize(f.pow(2).mean(1).flatten(1), dim=1)
+def att(f, p=2, dim=1):
+    return F.normalize(f.abs().pow(p).mean(1).flatten(1), dim=dim)
+
+
+def unnormalised(f):
+    return f.pow(2).mean(1).flatten(1)
 
 
 def pseudo(z, t):
@@ -67,7 +71,7 @@ CORRECT = {
     "check_hard_label_loss": lambda s, t: -F.log_softmax(s, 1).gather(1, t.argmax(1, keepdim=True)).mean(),
     "check_unseen_share": unseen,
     "check_mean_std": lambda v: torch.stack([v.mean(), v.std()]),
-    "check_effect": lambda g, n: 0 if abs(g) <= n else (1 if g > 0 else -1),
+    "check_effect": lambda lo, hi, b: 0 if lo <= 0 <= hi else (1 if (lo > 0) == (b == "higher") else -1),
     "check_attention_kl": attention_kl,
 }
 
@@ -158,7 +162,38 @@ MISTAKES = [
         lambda fs, ft: (att(fs) - att(ft)).pow(2).sum(),
         "average over the examples",
     ),
-    ("check_attention_transfer", lambda fs, ft: F.mse_loss(att(fs), att(ft)), "sum over H*W"),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: (unnormalised(fs) - unnormalised(ft)).pow(2).sum(1).mean(),
+        "not normalised",
+    ),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: F.mse_loss(unnormalised(fs), unnormalised(ft)),
+        "not normalised",
+    ),
+    ("check_attention_transfer", lambda fs, ft: (att(fs, p=1) - att(ft, p=1)).pow(2).sum(1).mean(), "|A|^2"),
+    ("check_attention_transfer", lambda fs, ft: F.mse_loss(att(fs, p=1), att(ft, p=1)), "|A|^2"),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: (att(fs, dim=0) - att(ft, dim=0)).pow(2).sum(1).mean(),
+        "dim=1",
+    ),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: (att(fs) - att(ft)).pow(2).mean(1).sum(),
+        "average over the examples",
+    ),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: 1000 * F.mse_loss(att(fs), att(ft)),
+        "1000 x labkit's value / (H*W)",
+    ),
+    (
+        "check_attention_transfer",
+        lambda fs, ft: 0.5 * (att(fs) - att(ft)).norm(dim=1).mean(),
+        "squared distance",
+    ),
     ("check_prob_fusion", lambda z: F.log_softmax(z.mean(1), -1), "averaged the logits"),
     ("check_prob_fusion", lambda z: F.log_softmax(z, -1).mean(1), "geometric mean"),
     ("check_prob_fusion", lambda z: z.softmax(-1).mean(1), "returned probabilities"),
@@ -221,8 +256,13 @@ MISTAKES = [
     ("check_unseen_share", lambda s, t: 1 - unseen(s, t), "1 minus the answer"),
     ("check_mean_std", lambda v: torch.stack([v.mean(), v.std(unbiased=False)]), "population std"),
     ("check_mean_std", lambda v: torch.stack([v.mean(), v.var()]), "variance"),
-    ("check_effect", lambda g, n: 1 if g > 0 else -1, "ignored the spread"),
-    ("check_effect", lambda g, n: 1 if g > n else 0, "called every loss"),
+    ("check_effect", lambda lo, hi, b: 1 if lo > 0 else (-1 if hi < 0 else 0), "ignored the direction"),
+    ("check_effect", lambda lo, hi, b: 1 if lo + hi > 0 else -1, "read the midpoint"),
+    (
+        "check_effect",
+        lambda lo, hi, b: (1 if lo >= 0 else (-1 if hi <= 0 else 0)) * (1 if b == "higher" else -1),
+        "touches 0",
+    ),
     ("check_attention_kl", lambda s, t, m: attention_kl(s, t, torch.ones_like(m)), "padding included"),
     ("check_attention_kl", lambda s, t, m: attention_kl(s.mT, t.mT, m), "compared columns instead of rows"),
     ("check_attention_kl", lambda s, t, m: attention_kl(t, s, m), "wrong direction"),
@@ -272,3 +312,51 @@ def test_unrecognised_mistake_says_what_differs_and_passing_something_else_is_ex
     with pytest.raises(checks.ExerciseError, match="pass your function itself"):
         checks.check_kd_loss(kd(torch.zeros(2, 3), torch.zeros(2, 3), 1.0))
     assert issubclass(checks.ExerciseError, AssertionError)  # nbgrader and pytest count it as a failed test
+
+
+# Zagoruyko & Komodakis (2017) as published, each labkit's value times a factor fixed by the map size
+AT_PUBLISHED = {
+    # eq. (2), beta/2 * ||Q_s - Q_t||^2 averaged over the batch, with the 1/2 inside
+    "paper's 1/2": (lambda fs, ft: 0.5 * (att(fs) - att(ft)).pow(2).sum(1).mean(), "labkit's value / 2"),
+    # github.com/szagoruyko/attention-transfer: at_loss = (at(x) - at(y)).pow(2).mean()
+    "authors' code": (lambda fs, ft: (att(fs) - att(ft)).pow(2).mean(), "labkit's value / (H*W)"),
+    "F.mse_loss": (lambda fs, ft: F.mse_loss(att(fs), att(ft)), "labkit's value / (H*W)"),
+    # eq. (2)'s beta/2 with beta divided by the map's elements and the batch size; channel sum, not mean
+    "paper's text": (
+        lambda fs, ft: (
+            0.5
+            * (F.normalize(fs.pow(2).sum(1).flatten(1)) - F.normalize(ft.pow(2).sum(1).flatten(1)))
+            .pow(2)
+            .mean()
+        ),
+        "labkit's value / (2*H*W)",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(AT_PUBLISHED))
+def test_attention_transfer_accepts_the_published_conventions_with_a_note(form, capsys):
+    fn, factor = AT_PUBLISHED[form]
+    checks.check_attention_transfer(fn)
+    out = capsys.readouterr().out
+    assert out.startswith("OK  check_attention_transfer: "), out
+    assert f"note: yours is {factor}" in out and "on lk.attention_transfer_loss" in out, out
+
+
+def test_attention_transfer_conventions_are_exact_factors_of_the_map_size():
+    """The accepted factors are 1/2, 1/(H*W) and 1/(2*H*W) of labkit's value, on any input: checked here on
+    inputs other than the check's, of two map sizes and two batch sizes; the beta the notes quote maps as stated
+    (the authors' beta = 1000 on their mean is weight 1000 / (H*W) on labkit's sum)."""
+    from labkit.losses import attention_transfer_loss
+
+    g = torch.Generator().manual_seed(5)
+    for b, h, w in [(2, 8, 8), (5, 3, 7)]:
+        fs, ft = torch.randn(b, 4, h, w, generator=g), torch.randn(b, 7, h, w, generator=g)
+        ref = attention_transfer_loss(fs, ft)
+        factors = [c.factor(h * w) for c in checks.AT_CONVENTIONS]
+        assert factors == pytest.approx([0.5, 1 / (h * w), 0.5 / (h * w)])
+        for (fn, _), factor in zip(
+            [AT_PUBLISHED[k] for k in ("paper's 1/2", "authors' code", "paper's text")], factors
+        ):
+            torch.testing.assert_close(fn(fs, ft), factor * ref)
+        torch.testing.assert_close(1000 * AT_PUBLISHED["authors' code"][0](fs, ft), 1000 / (h * w) * ref)

@@ -3,6 +3,8 @@ path for Hub ids and local folders, and clear errors for mismatched vocabularies
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 
 import pytest
@@ -30,11 +32,11 @@ def _own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LABKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def _bert(vocab=50, hidden=16, layers=2, heads=2, labels=2, seed=0):
+def _bert(vocab=50, hidden=16, layers=2, heads=2, labels=2, seed=0, dropout=0.0, attention_dropout=0.0):
     cfg = transformers.BertConfig(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=2 * hidden, max_position_embeddings=32, num_labels=labels,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager",
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=attention_dropout, attn_implementation="eager",
     )  # fmt: skip
     torch.manual_seed(seed)
     return transformers.BertForSequenceClassification(cfg)
@@ -87,6 +89,80 @@ def test_trainer_loss_equals_reference_computation(tmp_path):
         ref = ref + ba * rows[real].mean()
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
     assert set(trainer.last_loss_parts) == {"logits", "hidden", "attention"}
+
+
+def _fwd(inputs):
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+
+
+def _rows_sum_to_one(attentions, mask):
+    return all(torch.allclose(a.sum(-1).transpose(1, 2)[mask.bool()], torch.tensor(1.0)) for a in attentions)
+
+
+def _layer_kls(a, b, mask):
+    return [float(lk.attention_rows_kl(x.detach(), y.detach(), mask)) for x, y in zip(a, b)]
+
+
+def test_attention_term_is_zero_between_identical_models_in_train_mode(tmp_path):
+    """Eager attention returns its probabilities after attention dropout in train mode: rows with zeros and the
+    rest scaled by 1 / (1 - p). The trainer's attention term must compare the probabilities themselves, so a
+    student identical to its teacher has attention term 0 (hidden dropout off here, so attention dropout is the
+    only difference between the student's train-mode forward and the teacher's eval forward)."""
+    student = _bert(seed=3, attention_dropout=0.1)
+    teacher = copy.deepcopy(student)
+    args = _args(tmp_path, alpha=0.5, attention_weight=1.0, layer_map=[(1, 1), (2, 2)])
+    trainer = lk.DistillationTrainer(model=student, args=args, teacher_model=teacher)
+    inputs, mask = _batch(), _batch()["attention_mask"]
+    student.train()
+    torch.manual_seed(0)
+    trainer.compute_loss(student, dict(inputs))
+    assert trainer.last_loss_parts["attention"] == pytest.approx(0.0, abs=1e-6)
+    assert student.bert.encoder.layer[0].attention.self.dropout.p == 0.1  # restored after the forward
+
+    # the term as it was: a plain train-mode forward's attentions (after dropout) against the teacher's
+    torch.manual_seed(0)
+    dropped = student(**_fwd(inputs), output_attentions=True)
+    with torch.no_grad():
+        t_out = teacher(**_fwd(inputs), output_attentions=True)
+    old = _layer_kls(dropped.attentions, t_out.attentions, mask)
+    assert min(old) > 1.0, old  # measured 2.48 and 3.14 nats (trainer term 5.61), student = teacher
+    assert not _rows_sum_to_one(dropped.attentions, mask)
+    with pytest.raises(ValueError, match="not distributions"):  # such maps are refused, not silently compared
+        lk.transformer_kd_loss(
+            dropped, t_out, inputs["labels"], mask, attention_weight=1.0, layer_map=[(1, 1)]
+        )
+
+
+def test_attention_dropout_off_keeps_hidden_dropout_and_restores_the_probability():
+    """With hidden and attention dropout 0.1 in train mode, attention_dropout_off switches off the attention
+    dropout only: inside it the attentions are distributions and two identical models run with the same
+    hidden-dropout masks have attention term 0, while hidden dropout still changes the outputs; on exit p is
+    0.1 again, also after an exception."""
+    from labkit.hf_trainer import attention_dropout_off
+
+    student = _bert(seed=4, dropout=0.1, attention_dropout=0.1).train()
+    teacher = copy.deepcopy(student).train()
+    inputs, mask = _batch(), _batch()["attention_mask"]
+
+    def run(model, seed, off=True):
+        torch.manual_seed(seed)  # the same seed: the same hidden-dropout masks
+        with attention_dropout_off(model) if off else contextlib.nullcontext():
+            return model(**_fwd(inputs), output_attentions=True)
+
+    s_out, t_out, s_other = run(student, 0), run(teacher, 0), run(student, 1)
+    assert all(_rows_sum_to_one(o.attentions, mask) for o in (s_out, t_out, s_other))
+    assert not torch.allclose(s_out.logits, s_other.logits)  # hidden dropout is still on
+    _, parts = lk.transformer_kd_loss(
+        s_out, t_out, inputs["labels"], mask, attention_weight=1.0, layer_map=[(1, 1), (2, 2)]
+    )
+    assert parts["attention"] == pytest.approx(0.0, abs=1e-6)
+    before = _layer_kls(run(student, 0, off=False).attentions, run(teacher, 1, off=False).attentions, mask)
+    assert min(before) > 1.0, before  # measured 3.03 and 2.07 nats for two identical models
+    with pytest.raises(RuntimeError), attention_dropout_off(student):
+        raise RuntimeError
+    layers = student.bert.encoder.layer
+    assert all(layer.attention.self.dropout.p == 0.1 for layer in layers)
+    assert all(layer.attention.output.dropout.p == layer.output.dropout.p == 0.1 for layer in layers)
 
 
 def test_cached_teacher_logits_give_the_same_loss_and_no_teacher_means_cross_entropy(tmp_path):
@@ -226,6 +302,12 @@ def test_bad_trainer_setups(tmp_path):
     sdpa.config._attn_implementation = "sdpa"
     with pytest.raises(ValueError, match="eager"):
         lk.DistillationTrainer(model=sdpa, args=_args(tmp_path, attention_weight=1.0), teacher_model=_bert())
+    with pytest.raises(ValueError, match="activation_checkpointing=False"):
+        lk.DistillationTrainer(
+            model=_bert(),
+            args=_args(tmp_path, attention_weight=1.0, activation_checkpointing=True),
+            teacher_model=_bert(),
+        )
 
 
 def test_uniform_layer_map_and_predict_text_order():

@@ -72,7 +72,10 @@ def test_notebook_runs_under_papermill_smoke(path, tmp_path):
         assert math.isfinite(rec["value"]), (name, rec)
         assert "noise" not in rec, f"{path.name}: {name!r} is judged by the old rule; record a Verdict"
         if "effect" in rec:  # a comparison: the verdict of the course's rule, its direction and interval
-            assert rec["effect"] in ("gain", "loss", "none") and rec["better"] in ("higher", "lower"), (name, rec)
+            assert rec["effect"] in ("gain", "loss", "none") and rec["better"] in ("higher", "lower"), (
+                name,
+                rec,
+            )
     comparisons = [r for r in records.values() if "effect" in r]
     if path.name >= "02":  # every lesson from 02 on judges comparisons and marks the one it exists to show
         assert comparisons, f"{path.name} records no comparison (lk.record(name, cmp.verdict(a, b)))"

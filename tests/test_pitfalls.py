@@ -36,13 +36,34 @@ def test_missing_t2_is_t2_times_too_small():
 
 
 def test_wrong_direction_forgives_a_student_that_ignores_a_teacher_mode():
-    # teacher: two plausible classes; student: only the first. Forward KL punishes the missing mode hard,
-    # reverse KL (the bug) barely notices it: ln 2 versus about 4.3 nats.
+    # teacher: two plausible classes; student: only the first. Forward KL (Hinton's KD) punishes the missing
+    # mode hard, the mode-seeking reverse KL barely notices it: ln 2 versus about 4.3 nats.
     teacher, student = torch.tensor([[5.0, 5.0, -5.0]]), torch.tensor([[5.0, -5.0, -5.0]])
     forward = kd_kl_loss(student, teacher, 1.0).item()
     reverse = kd_wrong_direction(student, teacher, 1.0).item()
     assert reverse == pytest.approx(0.6931, abs=1e-3)
     assert forward > 4.0
+
+
+def test_wrong_direction_is_the_reverse_kl_a_real_divergence_and_documented_as_a_choice():
+    """Swapped kl_div arguments compute KL(p_s || p_t): a true divergence (0 for identical inputs, >= 0, the
+    forward KL with the roles exchanged), so the docs call it a different objective (MiniLLM, GKD), a bug only in
+    place of Hinton's forward KL."""
+    assert kd_wrong_direction(T, T).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_wrong_direction(S, T).item() > 0
+    assert kd_wrong_direction(S, T, 2.0).item() == pytest.approx(kd_kl_loss(T, S, 2.0).item(), rel=1e-5)
+    _, diagnosis = BUGS["KL in the wrong direction"]
+    for words in (
+        "reverse KL(p_s||p_t)",
+        "mode-seeking",
+        "MiniLLM",
+        "GKD",
+        "when you meant Hinton's KL(p_t||p_s)",
+    ):
+        assert words in diagnosis, diagnosis
+    doc = " ".join(kd_wrong_direction.__doc__.split())
+    for words in ("mode-seeking", "Gu et al., 2024", "Agarwal et al., 2024", "a bug only when you meant"):
+        assert words in doc, doc
 
 
 def test_negated_ce_descends_towards_wrong_answers():
