@@ -13,7 +13,7 @@ SLIDES_NPM := reveal.js@5.2.1 mathjax@3.2.2
 EXECUTED = $(patsubst notebooks/%,build/$(PROFILE)/%,$(NOTEBOOKS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: results help env course test lint format clean-notebooks lab clean readme-table bench student slides slides-vendor badges
+.PHONY: verdict-rule results help env course test lint format clean-notebooks lab clean readme-table bench student slides slides-vendor badges
 .DELETE_ON_ERROR:
 
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make badges                               rewrite Colab badges + install cells from pyproject's URL"
 	@echo "make results PROFILE=full                 run + record every notebook, write results/REFERENCE.md (GPU)"
 	@echo "make bench                                timing benchmarks -> results/BENCH.md (~2-3 min on 2 CPU cores)"
+	@echo "make verdict-rule                         the verdict rule's false-positive rate and power -> results/VERDICT_RULE.md"
 	@echo "make clean-notebooks                      strip outputs/metadata (keeps stated expectations)"
 	@echo "make clean                                remove build outputs (keeps caches and .venv)"
 
@@ -63,6 +64,9 @@ results: env
 
 bench: env
 	$(PY) benchmarks/bench.py
+
+verdict-rule: env
+	$(PY) tools/verdict_rule.py
 
 student: env
 	$(PY) tools/course_tools.py student $(NOTEBOOKS)

@@ -222,8 +222,8 @@ def simulate_rule(
     With ``effect=0`` both arms are equally good on the population and any called effect is a false positive.
 
     Returns the rate at which the course's rule (``interval_from_examples``) and the old rule
-    (``|difference| > max std``) call an effect of either sign, and how often the rule calls the right one
-    (``power``, for ``effect != 0``).
+    (``|difference| > max std``) call an effect of either sign, how often each calls the right one (``power``, for
+    ``effect != 0``), and the mean simulated difference in accuracy points.
     """
     rng = np.random.default_rng(seed)
     z = rng.normal(1.5, 1.0, (n_sims, 1, n_test))
@@ -241,6 +241,7 @@ def simulate_rule(
     out = {
         "course rule: effect called": float((new != 0).mean()),
         "old rule: effect called": float((old != 0).mean()),
+        "mean difference (points)": float(100 * (acc_a - acc_b).mean()),
     }
     if sign:
         out["course rule: power"] = float((new == sign).mean())

@@ -42,6 +42,17 @@ def test_power_on_a_real_effect_is_reported_and_grows_with_the_effect():
     assert large["course rule: power"] > 0.9
 
 
+def test_verdict_rule_page_script_runs():
+    """tools/verdict_rule.py (results/VERDICT_RULE.md) at --quick sizes: a table with both rules' rates."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "verdict_rule.py"), "--quick"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| 3 | 200 |" in proc.stdout and "false positives: old rule" in proc.stdout
+
+
 def test_effect_follows_the_interval_and_the_direction():
     assert effect_of(0.1, 2.0, "higher") == "gain" and effect_of(0.1, 2.0, "lower") == "loss"
     assert effect_of(-3.0, -0.2, "higher") == "loss" and effect_of(-3.0, -0.2, "lower") == "gain"
