@@ -366,6 +366,13 @@ def compare(
     from .data import num_batches
 
     total = steps or config.steps or config.epochs * num_batches(len(train), config.batch_size)
+    if into is not None and not (
+        len(test.y) == len(into.y) and torch.equal(test.y.detach().cpu().long(), into.y)
+    ):
+        raise ValueError(
+            "into= adds runs to a comparison over the same test examples, but this test set's labels differ from "
+            "its; build another lk.Comparison for another test set."
+        )
     cmp = into if into is not None else Comparison(test, teacher_logits, metrics)
     for seed in seeds:
         inits: dict[Callable, nn.Module] = {}

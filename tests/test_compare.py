@@ -164,6 +164,8 @@ def test_bad_comparisons_are_refused(setup):
         lk.compare([lk.Arm("a")], seeds=(0, 0), **kw)
     with pytest.raises(ValueError, match="config must be an lk.TrainConfig"):
         lk.compare([lk.Arm("a")], seeds=(0,), **{**kw, "config": {"epochs": 1}})
+    with pytest.raises(ValueError, match="same test examples"):
+        lk.compare([lk.Arm("a")], seeds=(0,), **{**kw, "into": lk.Comparison(data.train)})
     cmp = lk.Comparison(data.test)
     with pytest.raises(ValueError, match="logits must have shape"):
         cmp.add("a", 0, torch.zeros(3, 10))
