@@ -126,7 +126,7 @@ def _ece_resamples(conf: np.ndarray, correct: np.ndarray, idx: np.ndarray, n_bin
 class Comparison:
     """Paired runs scored on one test set: ``add`` a run per (arm, seed), then ``runs``, ``summary``, ``verdict``.
 
-    ``test``: anything with ``.x`` and labelled ``.y`` (an ``ImageData``); ``teacher_logits``: the teacher's
+    ``test``: anything with labelled ``.y`` (an ``ImageData``; ``.x`` too for ``add_model``); ``teacher_logits``: the teacher's
     ``(N, K)`` logits on it, for ``agreement`` and ``kl_to_teacher``; ``metrics``: extra per-example metrics,
     ``{name: lk.verdicts.Metric(better=..., scale=..., unit=...)}``, whose values ``add(..., extra=...)`` gives.
     """
@@ -137,8 +137,11 @@ class Comparison:
         teacher_logits: torch.Tensor | None = None,
         metrics: Mapping[str, Metric] | None = None,
     ) -> None:
-        if not (hasattr(test, "x") and hasattr(test, "y")):
-            raise ValueError(f"test must have .x and .y (an ImageData), got {type(test).__name__}.")
+        if not hasattr(test, "y"):
+            raise ValueError(
+                f"test must have .y, the labels (an ImageData, or any object with .y for runs added with add), "
+                f"got {type(test).__name__}."
+            )
         self.y = test.y.detach().cpu().long()
         if len(self.y) == 0 or bool((self.y < 0).any()):
             raise ValueError("the test set must be non-empty and fully labelled (no -1 targets).")
@@ -217,6 +220,10 @@ class Comparison:
 
     def add_model(self, arm: str, seed: int | None, model: nn.Module, keep: bool = False, **info: Any):
         """``add`` with the test logits of ``model`` (and its extra metrics are not computed: use ``add``)."""
+        if not hasattr(self.test, "x"):
+            raise ValueError(
+                "add_model needs a test set with .x; pass the model's logits to add(...) instead."
+            )
         logits = predict_logits(model, self.test.x)
         return self.add(arm, seed, logits, model=model if keep else None, **info)
 
