@@ -219,7 +219,7 @@ class Comparison:
         return self.add(arm, None, logits, extra, **info)
 
     def add_model(self, arm: str, seed: int | None, model: nn.Module, keep: bool = False, **info: Any):
-        """``add`` with the test logits of ``model`` (and its extra metrics are not computed: use ``add``)."""
+        """``add`` with the test logits of ``model``; a comparison with extra metrics needs ``add(..., extra=...)``."""
         if not hasattr(self.test, "x"):
             raise ValueError(
                 "add_model needs a test set with .x; pass the model's logits to add(...) instead."
