@@ -62,7 +62,7 @@ class Arm:
     ``student``: another student family, ``student() -> nn.Module`` (default: the comparison's
     ``make_student``); ``teacher_logits``: precomputed teacher outputs aligned with ``train``;
     ``procedure``: a training procedure other than ``lk.fit``, ``procedure(student, train, config) -> History``
-    (e.g. one peer of mutual learning); it must honour ``config.steps``.
+    (e.g. one peer of mutual learning); it must honour ``config.steps``, and ``method`` is then a free label.
     """
 
     name: str
@@ -77,9 +77,13 @@ class Arm:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"an arm needs a non-empty name, got {self.name!r}.")
-        check_choice(self.method, METHODS, "method")
-        if METHODS[self.method].needs_teacher and self.teacher is None and self.procedure is None:
-            raise ValueError(f"arm {self.name!r}: method {self.method!r} needs teacher=...")
+        if self.procedure is not None:  # the method is then only a label of the run table (e.g. "mutual")
+            if not isinstance(self.method, str) or not self.method:
+                raise ValueError(f"arm {self.name!r}: method must be a non-empty label, got {self.method!r}.")
+        else:
+            check_choice(self.method, METHODS, "method")
+            if METHODS[self.method].needs_teacher and self.teacher is None:
+                raise ValueError(f"arm {self.name!r}: method {self.method!r} needs teacher=...")
         bad = set(self.config) - {f.name for f in dataclasses.fields(TrainConfig)}
         if bad:
             raise ValueError(

@@ -89,8 +89,9 @@ def effect_of(low: float, high: float, better: str) -> str:
     return "none"
 
 
-def _interval(mean, v_seed, v_test, n: int, level: float) -> dict:
-    """``mean -+ sqrt((t_{n-1} se_seed)^2 + (z se_test)^2)``: each source of error with its own quantile."""
+def _interval(mean, v_seed, v_test, n: int, level: float, floor=0.0) -> dict:
+    """``mean -+ sqrt((t_{n-1} se_seed)^2 + (z se_test)^2)``: each source of error with its own quantile; never
+    narrower than ``z sqrt(floor + V_test)`` (``floor``: the runs' own sampling noise, known precisely)."""
     from scipy import stats
 
     if n < 2:
@@ -98,7 +99,7 @@ def _interval(mean, v_seed, v_test, n: int, level: float) -> dict:
         low, high, se_seed = -inf, inf, inf
     else:
         t, z = stats.t.ppf(0.5 + level / 2, n - 1), stats.norm.ppf(0.5 + level / 2)
-        half = np.sqrt(t**2 * v_seed + z**2 * v_test)
+        half = np.sqrt(np.maximum(t**2 * v_seed + z**2 * v_test, z**2 * (floor + v_test)))
         low, high, se_seed = mean - half, mean + half, np.sqrt(v_seed)
     out = {"diff": mean, "low": low, "high": high, "se_seed": se_seed, "se_test": np.sqrt(v_test)}
     return {k: (float(x) if np.ndim(x) == 0 else x) for k, x in out.items()}
@@ -117,7 +118,8 @@ def interval_from_examples(diffs: np.ndarray, level: float = LEVEL) -> dict:
     where :math:`s_d^2` is the variance of the per-seed differences (it already holds each run's own sampling
     noise), :math:`e_i` the per-example difference averaged over seeds and :math:`MS_{res}` the seed x example
     residual mean square: :math:`V_{test}` is the part of the test set's sampling error that every seed shares,
-    counted once. The 95 % interval is :math:`\bar d \pm \sqrt{t_{0.975, n-1}^2 V_{seed} + z_{0.975}^2
+    counted once. The interval is never narrower than :math:`\pm z \sqrt{MS_{res}/(nN) + V_{test}}`, the runs' own
+    sampling noise alone, which a few seeds can underestimate by chance. The 95 % interval is :math:`\bar d \pm \sqrt{t_{0.975, n-1}^2 V_{seed} + z_{0.975}^2
     V_{test}}`. Returns ``diff``, ``low``, ``high``, ``se_seed``, ``se_test`` (floats for one comparison). With
     one seed the interval is infinite: nothing is called an effect.
     """
@@ -131,10 +133,15 @@ def interval_from_examples(diffs: np.ndarray, level: float = LEVEL) -> dict:
     v_e = e.var(axis=-1, ddof=1) if big_n > 1 else np.zeros_like(mean)
     if n < 2:
         return _interval(mean, None, v_e / big_n, n, level)
-    v_seed = per_seed.var(axis=-1, ddof=1) / n
     resid = d - per_seed[..., None] - e[..., None, :] + mean[..., None, None]
     ms_res = (resid**2).sum(axis=(-2, -1)) / max((n - 1) * (big_n - 1), 1)
-    return _interval(mean, v_seed, np.maximum(v_e - ms_res / n, 0.0) / big_n, n, level)
+    v_seed = per_seed.var(axis=-1, ddof=1) / n
+    # Each run's own sampling noise (MS_res / N per seed) is known precisely from the examples; a few seeds can
+    # still, by chance, give per-seed differences that agree better than it allows (two seeds equal to the last
+    # example: variance 0), so the interval is never narrower than that noise alone with a normal quantile.
+    return _interval(
+        mean, v_seed, np.maximum(v_e - ms_res / n, 0.0) / big_n, n, level, floor=ms_res / (n * big_n)
+    )
 
 
 def interval_from_bootstrap(per_seed: np.ndarray, test_var: float, level: float = LEVEL) -> dict:

@@ -77,8 +77,20 @@ def test_interval_from_examples_by_hand():
     resid = d - per_seed[:, None] - e[None, :] + d.mean()
     ms = (resid**2).sum() / (1 * 3)
     v_test = max(e.var(ddof=1) - ms / 2, 0) / 4
-    half = math.sqrt(stats.t.ppf(0.975, 1) ** 2 * 0 + stats.norm.ppf(0.975) ** 2 * v_test)
+    z, t1 = stats.norm.ppf(0.975), stats.t.ppf(0.975, 1)
+    # the seeds agree exactly (variance 0): the floor, the runs' own noise ms / (n N), keeps the interval open
+    half = math.sqrt(max(t1**2 * 0 + z**2 * v_test, z**2 * (ms / (2 * 4) + v_test)))
+    assert half > 0
     assert res["low"] == pytest.approx(0.5 - half) and res["high"] == pytest.approx(0.5 + half)
+
+
+def test_seeds_that_agree_by_chance_do_not_give_a_zero_width_interval():
+    """Two seeds whose differences are equal (each run 8 of 450 worse, on other examples): the seed variance is 0,
+    but the interval keeps the runs' own sampling noise."""
+    d = np.zeros((2, 450))
+    d[0, :8] = d[1, 100:108] = -1.0
+    res = interval_from_examples(d)
+    assert res["se_seed"] == 0 and res["high"] - res["low"] > 0.01
 
 
 def test_one_seed_never_calls_an_effect():
