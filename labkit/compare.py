@@ -260,6 +260,11 @@ class Comparison:
             check_choice(m, list(runs.columns), "metric")
         scale = {m: (self.metrics[m].scale if m in self.metrics else 1.0) for m in names}
         table = summarize(runs, by="arm", metrics=names, scale=scale, digits=digits)
+        for arm in table.index:  # a fixed reference is one evaluation: no spread to show
+            if self.seeds(arm) == [None]:
+                for m in names:
+                    value = table.loc[arm, f"{m}_mean"] * scale[m]
+                    table.loc[arm, m] = "nan" if np.isnan(value) else f"{value:.{digits}f} (fixed)"
         return table if raw else table[["n", *names]]
 
     def verdict(self, a: str, b: str, metric: str = "accuracy", better: str | None = None) -> Verdict:

@@ -118,7 +118,7 @@ def test_compare_objectives_report(tmp_path):
     assert report.loc["student: kd", "n"] == 2 and len(runs) == 5
     assert cmp.verdict("student: kd", "student: ce").n_seeds == 2  # the course's verdict, paired by seed
     assert report.loc["teacher", "params"] > report.loc["student: ce", "params"]
-    assert report.loc["teacher", "agreement"] == "100.00 ± 0.00"  # the teacher agrees with itself
+    assert report.loc["teacher", "agreement"] == "100.00 (fixed)"  # the teacher agrees with itself
     again, _ = lk.compare_objectives(teacher, make_student, data, methods=("kd",), seeds=(0,), config=cfg)
     assert again.runs.accuracy[0] == runs.accuracy[1]  # same seed, same initial weights, same result
     with pytest.raises(ValueError, match="method"):
