@@ -56,6 +56,20 @@ def test_notebook_frame_and_parameters_cell(path):
     )
 
 
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name >= "02"], ids=lambda p: p.name)
+def test_comparisons_go_through_the_engine(path):
+    """From lesson 02 on, students are compared through lk.compare / lk.Comparison (paired runs, one verdict
+    rule), not through a notebook's own training helpers or the old mean/std rule."""
+    import re
+
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    own = re.findall(r"^def (make_student|train_student)\b", code, flags=re.M)
+    assert not own, f"{path.name} defines its own {own}: use lk.compare(arms, make_student=...) instead"
+    assert re.search(r"lk\.(compare|Comparison|compare_objectives)\(", code), f"{path.name} compares nothing"
+    assert not re.search(r"lk\.(gap|verdict|record_gap)\(", code), f"{path.name} uses the removed old rule"
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_under_papermill_smoke(path, tmp_path):
