@@ -144,8 +144,17 @@ def export_digest(executed: Path, profile: str, machine: str, seconds: float) ->
                 parts.append("```text\n" + data["text/plain"] + "\n```")
     target = ROOT / "results" / profile / (executed.stem + ".md")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n\n".join(parts) + "\n")
+    target.write_text(_without_local_paths("\n\n".join(parts) + "\n"))
     return target
+
+
+def _without_local_paths(text: str) -> str:
+    """The machine's own folders (the data dir, the cache, the repository) as the names a reader knows them by:
+    a committed digest must not carry the paths of the machine that ran it."""
+    for var, name in (("LABKIT_DATA_DIR", "$LABKIT_DATA_DIR"), ("LABKIT_CACHE_DIR", "$LABKIT_CACHE_DIR")):
+        if os.environ.get(var):
+            text = text.replace(str(Path(os.environ[var]).expanduser().resolve()), name)
+    return text.replace(str(ROOT), "<repo>")
 
 
 def export_records(executed: Path, profile: str, machine: str, seconds: float) -> Path:
