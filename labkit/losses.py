@@ -137,11 +137,24 @@ def hinton_kd_loss(
     Pitfall avoided: the CE term is ``+CE`` computed with ``F.cross_entropy`` on raw logits (a negated CE
     or CE on probabilities are common bugs; see ``labkit.pitfalls``).
     """
+    parts = hinton_kd_terms(student_logits, teacher_logits, targets, temperature, alpha)
+    return parts["ce"] + parts["kd"]
+
+
+def hinton_kd_terms(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+) -> dict[str, torch.Tensor]:
+    """``hinton_kd_loss``'s two weighted parts, ``{"ce": (1 - alpha) CE, "kd": alpha T^2 KL}`` (their sum is the
+    loss); the distillers log them separately."""
     check_logits_pair(student_logits, teacher_logits)
     a = check_alpha(alpha)
     check_targets(targets, student_logits.shape[0], student_logits.shape[1])
     ce = labelled_cross_entropy(student_logits, targets)
-    return (1.0 - a) * ce + a * kd_kl_loss(student_logits, teacher_logits, temperature)
+    return {"ce": (1.0 - a) * ce, "kd": a * kd_kl_loss(student_logits, teacher_logits, temperature)}
 
 
 class HintLoss(nn.Module):

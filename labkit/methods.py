@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._validate import check_alpha, check_logits_pair, check_targets
 from .data import ImageData
 from .losses import (
     HintLoss,
     attention_transfer_loss,
-    kd_kl_loss,
+    hinton_kd_terms,
     label_distillation_loss,
     labelled_cross_entropy,
 )
@@ -80,13 +79,7 @@ class Hinton(Distiller):
     """Response-based KD on logits: ``lk.hinton_kd_loss`` split into its two weighted parts."""
 
     def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        a = check_alpha(self.cfg.alpha)
-        check_logits_pair(s_logits, t_logits)
-        check_targets(y, s_logits.shape[0], s_logits.shape[1])
-        return {
-            "ce": (1.0 - a) * labelled_cross_entropy(s_logits, y),
-            "kd": a * kd_kl_loss(s_logits, t_logits, self.cfg.temperature),
-        }
+        return hinton_kd_terms(s_logits, t_logits, y, self.cfg.temperature, self.cfg.alpha)
 
 
 class Hint(Hinton):
