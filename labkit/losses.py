@@ -224,7 +224,9 @@ def attention_transfer_loss(
     .. math::  L_{AT} = \sum_j \frac{1}{B} \sum_b \big\| Q_s^j(b) - Q_t^j(b) \big\|_2^2
 
     Channel counts may differ (the map averages over channels); spatial sizes of each pair must match.
-    Shapes: lists of ``(B, C_j, H_j, W_j)`` tensors (or single tensors) -> scalar.
+    Shapes: lists of ``(B, C_j, H_j, W_j)`` tensors (or single tensors) -> scalar. A teacher entry may also be
+    its already computed map ``attention_map(f_t)``, ``(B, H_j * W_j)``: ``lk.fit`` computes the teacher's maps
+    once per training set instead of running the teacher at every step.
     """
     if isinstance(student_feats, torch.Tensor):
         student_feats, teacher_feats = [student_feats], [teacher_feats]  # type: ignore[list-item]
@@ -235,6 +237,15 @@ def attention_transfer_loss(
         )
     total = student_feats[0].new_zeros((), dtype=torch.float32)
     for j, (fs, ft) in enumerate(zip(student_feats, teacher_feats)):
+        if ft.dim() == 2 and fs.dim() == 4:  # the teacher's map, computed once (lk.fit's feature cache)
+            if ft.shape != (fs.shape[0], fs.shape[2] * fs.shape[3]):
+                raise ValueError(
+                    f"attention transfer pair {j}: student feature {tuple(fs.shape)} vs teacher attention map "
+                    f"{tuple(ft.shape)}; a precomputed map must be (B, H*W) for the student's batch and size."
+                )
+            diff = attention_map(fs, p) - ft.detach()  # (B, H*W)
+            total = total + diff.pow(2).sum(dim=1).mean()
+            continue
         if fs.dim() != 4 or ft.dim() != 4 or fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
             raise ValueError(
                 f"attention transfer pair {j}: student feature {tuple(fs.shape)} vs teacher feature "

@@ -16,6 +16,7 @@ from torch import nn
 from .data import ImageData
 from .losses import (
     HintLoss,
+    attention_map,
     attention_transfer_loss,
     hinton_kd_terms,
     label_distillation_loss,
@@ -56,6 +57,14 @@ class Distiller(nn.Module):
         self.parts = {k: v.detach() for k, v in parts.items()}
         return sum(parts.values())
 
+    def teacher_features(self, t_feats: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """What ``terms`` needs of the teacher's per-stage features, one entry per stage (``None``: unused).
+
+        ``lk.fit`` passes every batch's teacher features through this, and when the images are not augmented it
+        computes it once for the whole training set instead (the feature cache), so a feature method costs a
+        student step, not a student step plus a teacher forward pass."""
+        return list(t_feats)
+
     @staticmethod
     def teacher_outputs(teacher: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
         """The teacher's logits for all of ``x`` at once (the cache): ``(N, K)``."""
@@ -93,6 +102,10 @@ class Hint(Hinton):
         spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
         self.hint = HintLoss(sc, tc, spatial=spatial)
 
+    def teacher_features(self, t_feats):
+        i = self.cfg.hint_layer % len(t_feats)  # only the hint stage (B, C_t, H, W); hint_layer may be -1
+        return [f if j == i else None for j, f in enumerate(t_feats)]
+
     def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
         i = self.cfg.hint_layer
         return {
@@ -106,8 +119,11 @@ class Attention(Hinton):
 
     needs_features = True
 
+    def teacher_features(self, t_feats):
+        return [attention_map(f) for f in t_feats]  # (B, H_j * W_j) per stage: the maps, not the features
+
     def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
-        at = self.cfg.beta * attention_transfer_loss(s_feats, t_feats)
+        at = self.cfg.beta * attention_transfer_loss(s_feats, t_feats)  # teacher maps or features
         return {**super().terms(s_logits, y, t_logits), "attention": at}
 
 

@@ -11,8 +11,9 @@ the methods in ``METHODS`` (a registry of small distiller modules):
   ``(1 - alpha) CE + alpha T^2 sum_k w_k KL(p_k^T || p_s^T)``, see ``labkit.multiteacher``.
 * ``mse``       - "label distillation": ``(1 - alpha) CE + alpha sum_c (p_s^T - p_t^T)^2``, see ``labkit.ensemble``.
 
-The teacher always runs in ``eval()`` under ``torch.no_grad()``. For logit-only methods its logits are
-computed once and cached (``TrainConfig.cache_teacher``), exact because the images are then not augmented;
+The teacher always runs in ``eval()`` under ``torch.no_grad()``. Its logits, and for feature methods the
+features the method needs (the hint stage; the attention maps), are computed once and cached
+(``TrainConfig.cache_teacher``, up to ``FEATURE_CACHE_BYTES``), exact because the images are then not augmented;
 with ``TrainConfig(augment=True)`` (random crop + flip on the device) the teacher sees every augmented batch.
 Batches come from ``labkit.data.batches`` over tensors that live on the training device. The batch order of
 epoch ``e`` depends only on ``(seed, e)``, and each epoch ends with a checkpoint, so a killed run resumes
@@ -119,7 +120,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # autocast on CUDA only (bf16 where supported, else fp16 with a grad scaler)
-    cache_teacher: bool = True  # compute teacher logits once for logit-only methods (not with augment)
+    cache_teacher: bool = True  # teacher logits (and the features a method needs) once, not with augment
     augment: bool = False  # random crop + flip on the device each step (labkit.data.random_crop_flip)
     progress: bool = True
     # Hugging Face accelerate: None = only when a launcher (accelerate launch, torchrun) started several
@@ -273,6 +274,9 @@ def fit(
         and not cfg.augment
     ):
         teacher_logits = Method.teacher_outputs(teacher, train.x, device)
+    feature_cache: list[torch.Tensor | None] | None = None  # the teacher's per-stage features, computed once
+    if Method.needs_features and teacher_logits is None and cfg.cache_teacher and not cfg.augment:
+        teacher_logits, feature_cache = _teacher_feature_cache(distiller, teacher, train.x, device)
     if teacher_logits is not None:
         expected = Method.teacher_shape(train, teacher)
         if tuple(teacher_logits.shape) != expected:
@@ -336,6 +340,8 @@ def fit(
         part_sums: dict[str, torch.Tensor] = {}  # weighted loss parts, summed on the device (no host sync)
         epoch_steps = min(per_epoch, steps - epoch * per_epoch)
         tensors = (x, y) if teacher_logits is None else (x, y, teacher_logits)
+        if feature_cache is not None:
+            tensors = (*tensors, *(f for f in feature_cache if f is not None))
         if aug_gen is not None:
             aug_gen.manual_seed(
                 cfg.seed * 100_003 + epoch
@@ -357,10 +363,15 @@ def fit(
                 s_out = s_model(xb, return_features=True) if Method.needs_features else s_model(xb)
                 s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
                 t_logits, t_feats = (batch[2] if teacher_logits is not None else None), None
-                if Method.needs_teacher and t_logits is None:
+                if feature_cache is not None:  # the cached features of this batch, None where unused
+                    rest = iter(batch[3:])
+                    t_feats = [next(rest) if f is not None else None for f in feature_cache]
+                elif Method.needs_teacher and t_logits is None:
                     with torch.no_grad():
                         t_out = teacher(xb, return_features=Method.needs_features)
                     t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
+                    if Method.needs_features:
+                        t_feats = distiller.teacher_features(t_feats)
                 loss = d_model(s_logits, yb, t_logits, s_feats, t_feats)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -410,6 +421,30 @@ def fit(
             cb(epoch + 1, record)
     student.eval()
     return history
+
+
+FEATURE_CACHE_BYTES = 2**30  # at most 1 GiB of cached teacher features; above, the teacher runs every step
+
+
+def _teacher_feature_cache(
+    distiller: nn.Module, teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512
+) -> tuple[torch.Tensor | None, list[torch.Tensor | None] | None]:
+    """The teacher's logits ``(N, K)`` and the features ``distiller.teacher_features`` keeps, for all of
+    ``x`` (un-augmented images, so the teacher's outputs never change): ``(None, None)`` when they would take
+    more than ``FEATURE_CACHE_BYTES``. Exact: the same eval-mode forward pass as at every step."""
+    with torch.no_grad():
+        z, feats = teacher.eval()(x[:2].to(device), return_features=True)
+        kept = distiller.teacher_features(feats)
+        per_row = z[0].numel() + sum(f[0].numel() for f in kept if f is not None)
+        if per_row * 4 * len(x) > FEATURE_CACHE_BYTES:
+            return None, None
+        logits, parts = [], []
+        for i in range(0, len(x), batch_size):
+            z, feats = teacher(x[i : i + batch_size].to(device), return_features=True)
+            logits.append(z.float())
+            parts.append(distiller.teacher_features(feats))
+    cache = [None if f is None else torch.cat([p[j] for p in parts]) for j, f in enumerate(kept)]
+    return torch.cat(logits), cache
 
 
 # ------------------------------------------------------------------------------------ weights and caching

@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+import labkit as lk
+import labkit.training
 from labkit.data import load_dataset
 from labkit.models import build_model, clone_init
 from labkit.training import (
@@ -84,6 +86,43 @@ def test_cached_and_uncached_teacher_logits_agree(digits, teacher):
     fit(a, digits.train, method="kd", teacher=teacher, config=cfg(cache_teacher=True))
     fit(b, digits.train, method="kd", teacher=teacher, config=cfg(cache_teacher=False))
     torch.testing.assert_close(weights(a), weights(b), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["hint", "attention"])
+def test_cached_teacher_features_match_a_teacher_pass_per_step(digits, teacher, method, monkeypatch):
+    # The feature cache (teacher features computed once) trains the same student as a teacher pass per step,
+    # and a cache over the memory cap falls back to the per-step pass instead of failing.
+    runs = {}
+    for name, cache, limit in (("cached", True, 2**30), ("per step", False, 2**30), ("over cap", True, 1)):
+        monkeypatch.setattr(lk.training, "FEATURE_CACHE_BYTES", limit)
+        calls = []
+        hook = teacher.register_forward_hook(lambda m, i, o, calls=calls: calls.append(len(i[0])))
+        s = student(digits)
+        fit(
+            s,
+            digits.train,
+            method=method,
+            teacher=teacher,
+            config=cfg(epochs=2, beta=0.5, cache_teacher=cache),
+        )
+        hook.remove()
+        runs[name] = (weights(s), len(calls))
+    n_batches = -(-len(digits.train) // cfg().batch_size)
+    assert runs["cached"][1] < n_batches  # the teacher ran over the training set once, not per batch
+    assert runs["per step"][1] == 2 * n_batches
+    assert runs["over cap"][1] == 2 * n_batches + 1  # a 2-image probe of the sizes, then a pass per batch
+    torch.testing.assert_close(runs["cached"][0], runs["per step"][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(runs["over cap"][0], runs["per step"][0], atol=0, rtol=0)
+
+
+def test_attention_loss_takes_precomputed_teacher_maps():
+    g = torch.Generator().manual_seed(0)
+    fs = [torch.randn(4, 3, 6, 6, generator=g), torch.randn(4, 5, 3, 3, generator=g)]
+    ft = [torch.randn(4, 7, 6, 6, generator=g), torch.randn(4, 2, 3, 3, generator=g)]
+    maps = [lk.attention_map(f) for f in ft]
+    torch.testing.assert_close(lk.attention_transfer_loss(fs, maps), lk.attention_transfer_loss(fs, ft))
+    with pytest.raises(ValueError, match="precomputed map must be"):
+        lk.attention_transfer_loss(fs, [maps[0][:, :5], maps[1]])
 
 
 @pytest.mark.parametrize("method", ["hint", "attention"])
