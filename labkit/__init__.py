@@ -65,6 +65,7 @@ from .multiteacher import (
     multi_teacher_kd_loss,
     per_teacher_kl,
     stack_teacher_logits,
+    teacher_accuracies,
 )
 from .nbtools import Timer, expect, expect_between, hardware, read_records, record, show_source
 from .plotting import (

@@ -47,15 +47,18 @@ class Profile:
     labels_per_class: int = 20  # few-labels experiment: labelled examples per class
     temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # sweeps
     alphas: tuple[float, ...] = (0.0, 0.5, 0.9)
-    # lesson 08 (multi-teacher KD): experts on class subsets plus one generalist, distilled into one student
-    mt_experts: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))  # each expert's classes
-    mt_expert_model: str = "cnn"
-    mt_expert_kwargs: dict = field(default_factory=dict)
-    mt_expert_epochs: int = 10
-    mt_generalist_model: str = "mlp"
-    mt_generalist_kwargs: dict = field(default_factory=dict)
-    mt_generalist_epochs: int = 2  # a deliberately short run: a weaker teacher gives the weightings work
-    mt_labels_per_class: int = 50  # the student's labels; the rest of the training set is unlabelled
+    # lesson 08 (multi-teacher KD): experts on class subsets (and, in its second part, one generalist that knows
+    # every class), distilled into one student that has few labels and an unlabelled transfer set
+    mt_experts: tuple[tuple[int, ...], ...] = ((0, 2, 3, 4, 6), (1, 5, 7, 8, 9))  # each expert's classes
+    mt_expert_model: str = "mlp"
+    mt_expert_kwargs: dict = field(default_factory=lambda: {"hidden": (256,)})
+    mt_expert_epochs: int = 6
+    mt_generalist_model: str = "mlp"  # the generalist: the experts' recipe on every class
+    mt_generalist_kwargs: dict = field(default_factory=lambda: {"hidden": (256,)})
+    mt_generalist_epochs: int = 6
+    mt_student_model: str = "mlp"
+    mt_student_kwargs: dict = field(default_factory=lambda: {"hidden": (64,)})
+    mt_labels_per_class: int = 10  # the student's labels; the rest of the training set is unlabelled
     # lesson 07: the ensemble's members as (model, kwargs); member k is trained with seed SEED + k
     ens_members: tuple[tuple[str, dict], ...] = (
         ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
@@ -116,10 +119,10 @@ PROFILES: dict[str, Profile] = {
         labels_per_class=5,
         temperatures=(1.0, 4.0),
         alphas=(0.0, 0.9),
-        mt_expert_kwargs={"width": 8, "stages": 2},
+        mt_expert_kwargs={"hidden": (64,)},
         mt_expert_epochs=15,
-        mt_generalist_kwargs={"hidden": (32,)},
-        mt_generalist_epochs=6,
+        mt_generalist_kwargs={"hidden": (64,)},
+        mt_generalist_epochs=15,
         mt_labels_per_class=10,
         ens_members=(
             ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
@@ -166,11 +169,7 @@ PROFILES: dict[str, Profile] = {
         student_epochs=8,
         batch_size=128,
         labels_per_class=20,
-        mt_expert_kwargs={"width": 8, "stages": 3},
-        mt_expert_epochs=6,
-        mt_generalist_kwargs={"hidden": (32,)},
-        mt_generalist_epochs=2,
-        mt_labels_per_class=50,
+        # lesson 08: the dataclass defaults (MLP teachers, tops vs the rest, 10 labels per class)
         ens_members=(  # four members of similar strength (a weak member drags the average down)
             ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
             ("resnet", {"width": 8, "blocks": (1, 1, 1)}),
@@ -211,12 +210,15 @@ PROFILES: dict[str, Profile] = {
         labels_per_class=100,
         temperatures=(1.0, 2.0, 4.0, 8.0, 16.0),
         alphas=(0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+        mt_experts=((0, 1, 8, 9), (2, 3, 4, 5, 6, 7)),  # CIFAR-10: vehicles, animals
         mt_expert_model="resnet",
         mt_expert_kwargs={"width": 16, "blocks": (1, 1, 1)},
         mt_expert_epochs=30,
-        mt_generalist_model="cnn",
-        mt_generalist_kwargs={"width": 8, "stages": 3},
-        mt_generalist_epochs=5,
+        mt_generalist_model="resnet",
+        mt_generalist_kwargs={"width": 16, "blocks": (1, 1, 1)},
+        mt_generalist_epochs=30,
+        mt_student_model="cnn",
+        mt_student_kwargs={"width": 16, "stages": 3},
         mt_labels_per_class=100,
         ens_members=(
             ("resnet", {"width": 32, "blocks": (2, 2, 2)}),

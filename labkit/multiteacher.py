@@ -13,8 +13,12 @@ The weights ``w`` come from a strategy in ``WEIGHTINGS`` (each a small ``nn.Modu
 ``(B, K)`` weights, non-negative, rows summing to 1):
 
 * ``uniform``    - ``1 / K`` (the usual baseline).
-* ``accuracy``   - proportional to each teacher's validation accuracy (one weight per teacher).
-* ``confidence`` - per sample, ``softmax_k(-H(p_k) / tau)``: low-entropy (confident) teachers count more.
+* ``accuracy``   - proportional to each teacher's validation accuracy *on its own classes*
+  (``teacher_accuracies``: the examples of ``S_k``, arg-max among ``S_k``), one weight per teacher. All-class
+  accuracy would cap an expert on 5 of 10 classes at about 50 % however good it is.
+* ``confidence`` - per sample, ``softmax_k(-H(p_k) / (tau log|S_k|))``: low-entropy (confident) teachers count
+  more. The entropy is normalised by its maximum ``log|S_k|``, so a maximally unsure expert on 5 classes and a
+  maximally unsure generalist on 10 get the same weight (the raw entropy would favour the expert).
 * ``label``      - per sample, CA-MKD (Zhang et al., 2022): ``w_k = (1 - softmax_k(CE_k)) / (K - 1)`` with
   ``CE_k = -log p_k(y)``; teachers that agree with the true label count more. Unlabelled rows: uniform.
 * ``learned``    - ``softmax(theta)``, one logit per teacher, trained with the student to make the weighted
@@ -48,6 +52,7 @@ __all__ = [
     "multi_teacher_kd_loss",
     "per_teacher_kl",
     "stack_teacher_logits",
+    "teacher_accuracies",
 ]
 
 
@@ -180,6 +185,50 @@ def check_weights(weights: torch.Tensor, batch: int, num_teachers: int) -> torch
     return weights
 
 
+def teacher_accuracies(teachers: Any, data: Any) -> list[float]:
+    """Each teacher's accuracy **on its own classes**: over the examples whose label is in ``S_k``, the
+    fraction where the arg-max among ``S_k`` is the label. A list of ``K`` floats in [0, 1], the input of the
+    ``accuracy`` weighting (``accuracies=teacher_accuracies(ensemble, val)``).
+
+    ``teachers``: a ``TeacherEnsemble`` (its stack is computed on ``data.x``) or a stack ``(N, K, C)`` with
+    ``-inf`` outside each teacher's classes (``stack_teacher_logits``). ``data``: an ``ImageData`` (validation
+    data; unlabelled rows are ignored) or the labels ``(N,)``. For a generalist ``S_k`` is every class, so this
+    is its plain accuracy; for an expert on 5 of 10 classes it is not capped at 50 %.
+    """
+    labels = data.y if isinstance(data, ImageData) else data
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(
+            f"teacher_accuracies needs an ImageData or integer labels (N,), got {_shape(labels)}."
+        )
+    if isinstance(teachers, TeacherEnsemble):
+        if not isinstance(data, ImageData):
+            raise ValueError(
+                "teacher_accuracies(ensemble, data) needs an ImageData, to run the teachers on data.x."
+            )
+        stack = teachers.predict_stack(data.x)  # (N, K, C)
+    else:
+        stack = teachers
+    _check_stack(stack)
+    n, k, c = stack.shape
+    labels = labels.to(stack.device)
+    if len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for a stack of {n} examples.")
+    if len(labels) and int(labels.max()) >= c:
+        raise ValueError(
+            f"labels must index the {c} classes of the stack, got a maximum of {int(labels.max())}."
+        )
+    accs = []
+    for j in range(k):
+        z = stack[:, j]  # (N, C), -inf outside S_j
+        known = torch.isfinite(z)  # (N, C)
+        own = (labels >= 0) & known.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1)  # (N,)
+        if not bool(own.any()):
+            raise ValueError(f"teacher {j}: no labelled example of its classes, so no accuracy to measure.")
+        pred = z[own].masked_fill(~known[own], float("-inf")).argmax(dim=-1)  # arg-max among S_j
+        accs.append(float((pred == labels[own]).float().mean()))
+    return accs
+
+
 # ------------------------------------------------------------------------------------------ the objective
 def _masked_log_softmax(z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     # log-softmax over the supported classes only; 0 (never -inf) outside, so no NaN reaches a gradient.
@@ -282,13 +331,15 @@ class UniformWeights(Weighting):
 
 
 class AccuracyWeights(Weighting):
-    """``w_k = acc_k / sum_j acc_j`` from each teacher's accuracy on held-out data."""
+    """``w_k = acc_k / sum_j acc_j`` from each teacher's held-out accuracy on its own classes
+    (``teacher_accuracies``)."""
 
     def __init__(self, num_teachers: int, accuracies: Sequence[float] | None = None) -> None:
         super().__init__(num_teachers)
         if accuracies is None:
             raise ValueError(
-                "weighting 'accuracy' needs accuracies=[...], one validation accuracy per teacher."
+                "weighting 'accuracy' needs accuracies=[...], one validation accuracy per teacher, each on "
+                "that teacher's own classes: accuracies=lk.teacher_accuracies(ensemble, val)."
             )
         acc = torch.as_tensor([float(a) for a in accuracies], dtype=torch.float32)
         if len(acc) != num_teachers:
@@ -302,7 +353,11 @@ class AccuracyWeights(Weighting):
 
 
 class ConfidenceWeights(Weighting):
-    """Per sample ``softmax_k(-H(p_k) / tau)``: confident (low-entropy) teachers count more."""
+    """Per sample ``softmax_k(-H(p_k) / (tau log|S_k|))``: confident (low-entropy) teachers count more.
+
+    ``H(p_k) / log|S_k|`` is the entropy as a fraction of its maximum over the teacher's own ``|S_k|``
+    classes, in [0, 1]: 0 for a one-hot teacher, 1 for a uniform one, whatever the size of its label space.
+    A teacher of one class is certain (0). Shapes: stack ``(B, K, C)`` -> weights ``(B, K)``."""
 
     def __init__(self, num_teachers: int, tau: float = 1.0) -> None:
         super().__init__(num_teachers)
@@ -312,8 +367,12 @@ class ConfidenceWeights(Weighting):
         z = teacher_logits.detach().float()
         support = torch.isfinite(z)
         log_p = _masked_log_softmax(z.masked_fill(~support, 0.0), support)
-        entropy = -(log_p.exp() * support * log_p).sum(-1)  # (B, K)
-        return F.softmax(-entropy / self.tau, dim=1)
+        entropy = -(log_p.exp() * support * log_p).sum(-1)  # (B, K), in nats
+        max_entropy = torch.log(support.sum(-1).float())  # (B, K): log|S_k|, 0 for a one-class teacher
+        normalised = torch.where(
+            max_entropy > 0, entropy / max_entropy.clamp_min(1e-12), torch.zeros_like(entropy)
+        )
+        return F.softmax(-normalised / self.tau, dim=1)
 
 
 class LabelAgreementWeights(Weighting):
@@ -360,8 +419,8 @@ WEIGHTINGS: dict[str, type[Weighting]] = {
 
 
 def make_weighting(name: str, num_teachers: int, **kwargs: Any) -> Weighting:
-    """Build a strategy from ``WEIGHTINGS`` (``accuracies=[...]`` for ``"accuracy"``, ``tau`` for
-    ``"confidence"``)."""
+    """Build a strategy from ``WEIGHTINGS`` (``accuracies=teacher_accuracies(...)`` for ``"accuracy"``, ``tau``
+    for ``"confidence"``)."""
     check_choice(name, WEIGHTINGS, "weighting")
     return WEIGHTINGS[name](num_teachers, **kwargs)
 

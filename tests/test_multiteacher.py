@@ -32,14 +32,97 @@ def test_accuracy_weights_are_normalised_accuracies():
 
 
 def test_confidence_weights_by_hand():
-    # teacher 0 is one-hot-ish (low entropy), teacher 1 uniform over 2 classes (entropy ln 2)
+    # teacher 0 is one-hot-ish (normalised entropy 0), teacher 1 uniform over its 2 classes (ln 2 / ln 2 = 1)
     z = _stack([[0.0, 0.0]], [[0.0, 0.0]])
     z[0, 0] = torch.tensor([20.0, -20.0])
-    w = lk.make_weighting("confidence", 2, tau=1.0)(z, torch.tensor([0]))
-    h0 = 0.0  # entropy of a near one-hot distribution (e^-40 terms)
-    h1 = math.log(2)
-    expected = torch.tensor([math.exp(-h0), math.exp(-h1)])
+    w = lk.make_weighting("confidence", 2, tau=0.5)(z, torch.tensor([0]))
+    expected = torch.tensor([math.exp(-0.0 / 0.5), math.exp(-1.0 / 0.5)])
     assert torch.allclose(w[0], expected / expected.sum(), atol=1e-6)
+    # a 4-class teacher at p = (0.7, 0.1, 0.1, 0.1) against a uniform 4-class one, by hand
+    p = torch.tensor([0.7, 0.1, 0.1, 0.1])
+    h = float(-(p * p.log()).sum()) / math.log(4)
+    w = lk.make_weighting("confidence", 2)(_stack([p.log().tolist()], [[0.0] * 4]), torch.tensor([0]))
+    expected = torch.tensor([math.exp(-h), math.exp(-1.0)])
+    assert torch.allclose(w[0], expected / expected.sum(), atol=1e-6)
+
+
+def test_confidence_normalises_entropy_by_the_size_of_each_label_space():
+    # maximally unsure generalist (10 classes) and maximally unsure expert (5 classes): the same weight,
+    # although their raw entropies are ln 10 and ln 5
+    unsure = lk.stack_teacher_logits(
+        [torch.zeros(3, 10), torch.zeros(3, 5)], class_maps=[None, [5, 6, 7, 8, 9]], num_classes=10
+    )
+    w = lk.make_weighting("confidence", 2)(unsure, torch.tensor([0, 5, -1]))
+    assert torch.allclose(w, torch.full((3, 2), 0.5), atol=1e-6)
+    # a confident teacher beats an unsure one, whichever label space each has
+    confident_expert = torch.zeros(3, 5)
+    confident_expert[:, 0] = 12.0
+    z = lk.stack_teacher_logits(
+        [torch.zeros(3, 10), confident_expert], class_maps=[None, [5, 6, 7, 8, 9]], num_classes=10
+    )
+    w = lk.make_weighting("confidence", 2)(z, torch.tensor([0, 5, -1]))
+    assert (w[:, 1] > w[:, 0]).all()
+    confident_generalist = torch.zeros(3, 10)
+    confident_generalist[:, 3] = 12.0
+    z = lk.stack_teacher_logits(
+        [confident_generalist, torch.zeros(3, 5)], class_maps=[None, [5, 6, 7, 8, 9]], num_classes=10
+    )
+    w = lk.make_weighting("confidence", 2)(z, torch.tensor([0, 5, -1]))
+    assert (w[:, 0] > w[:, 1]).all()
+    # a teacher of one class is certain: normalised entropy 0, no division by log 1 = 0
+    one = lk.stack_teacher_logits(
+        [torch.zeros(2, 1), torch.zeros(2, 2)], class_maps=[[0], None], num_classes=2
+    )
+    w = lk.make_weighting("confidence", 2, tau=1.0)(one, torch.tensor([0, 1]))
+    assert torch.isfinite(w).all() and torch.allclose(
+        w[0], torch.tensor([1.0, math.exp(-1.0)]) / (1 + math.exp(-1))
+    )
+
+
+def test_teacher_accuracies_measure_each_expert_on_its_own_classes():
+    y = torch.tensor([0, 1, 2, 3, 0, 3, -1])
+    gen = F.one_hot(torch.tensor([0, 1, 2, 2, 0, 3, 0]), 4).float() * 5  # right on 5 of the 6 labelled
+    expert = torch.tensor([[9.0, 0.0]] * 7)  # knows classes 2 and 3, always says 2: right on 1 of its 3
+    expert[3] = torch.tensor([0.0, 9.0])  # ... and right on example 3: 2 of 3
+    perfect = torch.tensor(
+        [[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [1.0, 0.0]]
+    )
+    z = lk.stack_teacher_logits([gen, expert, perfect], class_maps=[None, [2, 3], [0, 1]], num_classes=4)
+    acc = lk.teacher_accuracies(z, y)
+    assert acc == pytest.approx([5 / 6, 2 / 3, 1.0])
+    # all-class accuracy would cap the perfect expert on 2 of the 4 classes: 3 of the 6 labelled rows
+    assert lk.accuracy(z[y >= 0, 2], y[y >= 0]) == pytest.approx(0.5)
+    # an arg-max among the teacher's own classes even when another class has a larger finite logit elsewhere
+    z2 = z.clone()
+    z2[:, 1, :2] = float("-inf")
+    assert lk.teacher_accuracies(z2, y)[1] == pytest.approx(2 / 3)
+
+
+def test_teacher_accuracies_of_an_ensemble_on_data(digits_and_teachers):
+    train, teachers = digits_and_teachers
+    ens = lk.TeacherEnsemble(teachers, 10, class_maps=[None, None, [5, 6, 7, 8, 9]])
+    acc = lk.teacher_accuracies(ens, train)
+    stack = ens.predict_stack(train.x)
+    assert acc[0] == pytest.approx(lk.accuracy(stack[:, 0], train.y))
+    own = train.y >= 5
+    assert acc[2] == pytest.approx(lk.accuracy(stack[own, 2], train.y[own]))
+    assert acc == pytest.approx(lk.teacher_accuracies(stack, train.y))
+
+
+def test_teacher_accuracies_errors():
+    z = lk.stack_teacher_logits(
+        [torch.randn(3, 4), torch.randn(3, 2)], class_maps=[None, [2, 3]], num_classes=4
+    )
+    with pytest.raises(ValueError, match="no labelled example"):
+        lk.teacher_accuracies(z, torch.tensor([0, 1, -1]))
+    with pytest.raises(ValueError, match="3 examples"):
+        lk.teacher_accuracies(z, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="integer labels"):
+        lk.teacher_accuracies(z, torch.zeros(3))
+    with pytest.raises(ValueError, match="stack"):
+        lk.teacher_accuracies(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="4 classes"):
+        lk.teacher_accuracies(z, torch.tensor([0, 1, 7]))
 
 
 def test_label_agreement_weights_match_ca_mkd_by_hand():
