@@ -4,7 +4,8 @@ The notebooks import everything from here: ``import labkit as lk``. See docs/ARC
 """
 
 from . import checks  # exercise checks: lk.checks.check_kd_loss(your_fn)
-from .byod import compare_objectives, load_csv, load_image_folder, torchvision_model
+from .byod import compare_objectives, load_csv, load_image_folder, tune_objective
+from .byod_text import TEXT_COLUMNS, load_hf_text, load_text_file
 from .compare import Arm, Comparison, compare
 from .config import PROFILES, Profile, get_profile
 from .data import (
@@ -101,6 +102,7 @@ from .transfer import (
     with_pseudo_labels,
 )
 from .verdicts import METRICS, Metric, Verdict, simulate_rule
+from .vision import TorchvisionClassifier, torchvision_model, torchvision_nodes
 from .widgets import mixer_table, softened_table, teacher_mixer, temperature_explorer
 
 # Hugging Face transformers (lesson 04): imported on first use, since `import transformers` takes seconds.

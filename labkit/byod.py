@@ -5,15 +5,15 @@ torchvision model as a teacher or student, and one call that compares distillati
   resized to one size, standardised with the training split's per-channel statistics.
 * ``load_csv(path, label_column)``: numeric feature columns + one label column, standardised with the training
   split's statistics, as ``ImageData`` of shape ``(N, 1, 1, D)`` (an MLP flattens it).
-* ``torchvision_model(name, num_classes)``: e.g. ``"resnet18"`` with its last layer replaced; pretrained weights
-  are downloaded by torchvision (online only).
+* own text (``labkit.byod_text``) and torchvision teachers with per-stage features (``labkit.vision``) live in
+  their own modules.
 * ``compare_objectives(...)``: the same initial student trained with each method of ``METHODS``, over seeds,
   into one report table (accuracy, agreement with the teacher, calibration, size, latency).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,13 @@ from torch import nn
 
 from ._validate import check_choice, check_fraction, check_positive_int
 from .compare import Arm, Comparison, compare
-from .data import DataSplits, ImageData, _stratified_choice
+from .data import DataSplits, ImageData, _stratified_choice, concat, few_labels_split, train_val_split
 from .ensemble import inference_ms
 from .metrics import predict_logits
 from .models import count_parameters, size_on_disk_mb
 from .training import METHODS, TrainConfig, seed_everything
 
-__all__ = ["compare_objectives", "load_csv", "load_image_folder", "torchvision_model"]
+__all__ = ["compare_objectives", "load_csv", "load_image_folder", "tune_objective"]
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -163,35 +163,12 @@ def load_csv(
     )
 
 
-def torchvision_model(name: str, num_classes: int, pretrained: bool = True) -> nn.Module:
-    """A torchvision classification model (e.g. ``"resnet18"``, ``"mobilenet_v3_small"``) with its final layer
-    replaced for ``num_classes``. ``pretrained`` downloads ImageNet weights (online). Logit methods only
-    (``ce``, ``kd``, ``multi``, ``mse``): torchvision models do not return labkit's per-stage features."""
-    check_positive_int(num_classes, "num_classes", minimum=2)
-    try:
-        import torchvision
-    except ImportError as err:
-        raise ImportError("torchvision is not installed: `pip install -e .[vision]` (Colab has it).") from err
-    known = torchvision.models.list_models(module=torchvision.models)
-    check_choice(name, known, "torchvision model")
-    model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
-    head_owner, attr = model, None
-    for candidate in ("fc", "classifier", "head", "heads"):
-        if hasattr(model, candidate):
-            attr = candidate
-            break
-    if attr is None:
-        raise ValueError(f"do not know where {name}'s classification layer is; replace it by hand.")
-    head = getattr(head_owner, attr)
-    if isinstance(head, nn.Sequential):
-        head_owner, attr = head, str(len(head) - 1)
-        head = head[-1]
-    if not isinstance(head, nn.Linear):
-        raise ValueError(
-            f"{name}'s last layer is a {type(head).__name__}, not a Linear layer; replace it by hand."
-        )
-    setattr(head_owner, attr, nn.Linear(head.in_features, num_classes))
-    return model
+def _student_sets(train: ImageData, labels_per_class: int | None, label_seed: int):
+    """``(labelled, labelled + transfer set)``: ``labels_per_class`` labels per class, the rest unlabelled."""
+    if labels_per_class is None:
+        return train, train
+    labelled, transfer = few_labels_split(train, labels_per_class, seed=label_seed)
+    return labelled, concat(labelled, transfer)
 
 
 def compare_objectives(
@@ -202,6 +179,10 @@ def compare_objectives(
     seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     latency_batch: int = 64,
+    *,
+    labels_per_class: int | None = None,
+    label_seed: int = 0,
+    method_config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Comparison, Any]:
     """One student per (seed, method) through the course's comparison engine (``lk.compare``: the same initial
     weights per seed, the same steps) and return ``(comparison, report)``: the ``lk.Comparison`` (runs table,
@@ -210,7 +191,12 @@ def compare_objectives(
 
     Arms are named ``"student: <method>"``, the teacher ``"teacher"`` (a fixed reference), so
     ``comparison.verdict("student: kd", "student: ce")`` is the course's verdict on KD against no teacher.
-    ``make_student()`` builds a fresh student; ``config`` sets everything but the seed (``TrainConfig()`` if None).
+    ``make_student()`` builds a fresh student; ``config`` sets everything but the seed (``TrainConfig()`` if None);
+    ``method_config``: per-method overrides of it, e.g. ``{"kd": {"temperature": 1.0}, "hint": {"beta": 10.0}}``
+    (settings tuned on validation, ``tune_objective``). ``labels_per_class``: the students keep that many labels
+    per class (``lk.few_labels_split`` with ``label_seed``) and the rest of the training split is a transfer set
+    without labels: ``ce`` learns from the labelled examples alone, every teacher method from labelled + transfer
+    set, with the same number of steps (Hinton et al. 2015's transfer set; lesson 05). ``None``: every label.
     """
     for m in methods:
         check_choice(m, METHODS, "method")
@@ -218,10 +204,18 @@ def compare_objectives(
         raise ValueError("compare_objectives needs at least one method and one seed.")
     if not callable(make_student):
         raise ValueError("make_student must be a function that returns a new student model.")
+    overrides = dict(method_config or {})
+    for m in overrides:
+        check_choice(m, methods, "method of method_config (one of methods)")
     base = config or TrainConfig()
+    labelled, both = _student_sets(data.train, labels_per_class, label_seed)
     t_logits = predict_logits(teacher, data.test.x)
-    arms = [Arm(f"student: {m}", method=m, teacher=None if m == "ce" else teacher) for m in methods]
-    cmp = compare(arms, train=data.train, test=data.test, make_student=make_student, config=base, seeds=seeds,
+    arms = [
+        Arm(f"student: {m}", method=m, teacher=None if m == "ce" else teacher,
+            train=labelled if m == "ce" else both, config=dict(overrides.get(m, {})))
+        for m in methods
+    ]  # fmt: skip
+    cmp = compare(arms, train=both, test=data.test, make_student=make_student, config=base, seeds=seeds,
                   teacher_logits=t_logits)  # fmt: skip
     cmp.add_fixed("teacher", t_logits)
     report = cmp.summary(["accuracy", "agreement", "ece"])
@@ -233,3 +227,43 @@ def compare_objectives(
     report["size (MB)"] = [round(size_on_disk_mb(sizes[i]), 3) for i in report.index]
     report["ms / batch"] = [round(inference_ms(sizes[i], xb), 2) for i in report.index]
     return cmp, report[["n", "accuracy", "agreement", "ece", "params", "size (MB)", "ms / batch"]]
+
+
+def tune_objective(
+    teacher: nn.Module | None,
+    make_student: Callable[[], nn.Module],
+    train: ImageData,
+    method: str,
+    grid: Mapping[str, Sequence[Any]],
+    config: TrainConfig,
+    *,
+    labels_per_class: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[dict[str, Any], Any]:
+    """Choose ``method``'s settings on validation data only: every combination of ``grid`` (``TrainConfig``
+    fields, e.g. ``{"temperature": [1, 4], "alpha": [0.5, 0.9]}``) trains one student from the same initial
+    weights on ``train`` minus a stratified ``val_fraction`` (``lk.train_val_split`` with ``seed``), in the
+    regime of ``compare_objectives`` (``labels_per_class``), with ``config``'s full budget, and is scored on the
+    held-out part. Returns ``(best settings, table)``: the table has one row per setting with its validation
+    accuracy (%), best first. The test split plays no part.
+    """
+    check_choice(method, METHODS, "method")
+    if not grid or any(len(v) == 0 for v in grid.values()):
+        raise ValueError(f"grid must map TrainConfig fields to non-empty lists of values, got {grid!r}.")
+    import itertools
+
+    import pandas as pd
+
+    fit_part, val = train_val_split(train, val_fraction, seed=seed)
+    labelled, both = _student_sets(fit_part, labels_per_class, seed)
+    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    names = [", ".join(f"{k}={v}" for k, v in s.items()) for s in settings]
+    arms = [Arm(n, method=method, teacher=teacher, train=labelled if method == "ce" else both, config=s)
+            for n, s in zip(names, settings)]  # fmt: skip
+    cmp = compare(arms, train=both, test=val, make_student=make_student, config=config, seeds=(seed,))
+    runs = cmp.runs.set_index("arm")
+    table = pd.DataFrame(settings, index=pd.Index(names, name="setting"))
+    table["val accuracy (%)"] = [round(100 * runs.loc[n, "accuracy"], 2) for n in names]
+    table = table.sort_values("val accuracy (%)", ascending=False, kind="stable")
+    return settings[names.index(table.index[0])], table

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_positive_int
+from ._validate import check_positive_int
 from .data import ImageData, _may_download, _Splits, _stratified_choice, _Unavailable, cache_dir
 
 __all__ = ["TEXT_DATASETS", "TextData", "TextFeatures", "TextSplits", "load_text_dataset"]
@@ -251,6 +251,7 @@ def _real(name: str, data_dir, download: bool, timeout: float, verbose: bool):
 
 
 TEXT_DATASETS = ("sst2", *_AMAZON, *_TOY)
+_OWN = (".csv", ".tsv", ".tab")  # own text files (labkit.byod_text)
 _FALLBACK = {"sst2": "toy_movies", "books": "toy_books", "dvd": "toy_dvd", "kitchen": "toy_kitchen"}
 
 
@@ -291,8 +292,23 @@ def load_text_dataset(
     split is GLUE's validation set (872 sentences; GLUE hides its test labels); the Amazon domains are split
     80/20 with a fixed seed. When a real dataset cannot be had, its toy counterpart replaces it (banner,
     warning, ``fell_back=True``).
+
+    Your own text: a ``.csv``/``.tsv`` path (``lk.load_text_file``) or ``"hf:<name>"`` / ``"hf:<name>:<config>"``
+    (``lk.load_hf_text``), with the default columns (``text`` or ``sentence``, and ``label``) and no fallback.
     """
-    check_choice(name, TEXT_DATASETS, "text dataset")
+    if isinstance(name, (str, Path)) and (str(name).startswith("hf:") or Path(name).suffix.lower() in _OWN):
+        from .byod_text import load_hf_text, load_text_file
+
+        own = dict(max_train=max_train, max_test=max_test, seed=seed, verbose=verbose)
+        if str(name).startswith("hf:"):
+            hf_name, _, config = str(name)[3:].partition(":")
+            return load_hf_text(hf_name, config or None, timeout=timeout, **own)
+        return load_text_file(name, **own)
+    if not isinstance(name, str) or name not in TEXT_DATASETS:
+        raise ValueError(
+            f"unknown text dataset {name!r}; choose one of: {', '.join(sorted(TEXT_DATASETS))}, or your own "
+            "text: a path to a .csv/.tsv file, or 'hf:<Hugging Face dataset name>'."
+        )
     for value, arg in ((max_train, "max_train"), (max_test, "max_test")):
         if value is not None:
             check_positive_int(value, arg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,3 +125,40 @@ def test_compare_objectives_report(tmp_path):
     assert again.runs.accuracy[0] == runs.accuracy[1]  # same seed, same initial weights, same result
     with pytest.raises(ValueError, match="method"):
         lk.compare_objectives(teacher, make_student, data, methods=("distil",))
+
+
+def test_few_labels_regime_and_tuning_on_validation(tmp_path, monkeypatch):
+    data = lk.load_csv(_wine_csv(tmp_path / "wine.csv"), label_column="cultivar")
+    teacher = lk.build_model("mlp", data.in_shape, 3, hidden=(32,))
+    cfg = lk.TrainConfig(steps=20, lr=1e-2, batch_size=32, progress=False)
+    lk.fit(teacher, data.train, config=cfg)
+
+    def make_student():
+        return lk.build_model("mlp", data.in_shape, 3, hidden=())
+
+    best, table = lk.tune_objective(
+        teacher, make_student, data.train, "kd", {"temperature": [1.0, 4.0], "alpha": [0.5]}, cfg,
+        labels_per_class=5,
+    )  # fmt: skip
+    assert len(table) == 2 and set(best) == {"temperature", "alpha"}
+    assert table["val accuracy (%)"].is_monotonic_decreasing  # best first
+    assert best["temperature"] == table["temperature"].iloc[0]
+    seen = []
+    engine = sys.modules["labkit.compare"]
+    real_fit = engine.fit
+
+    def spy(student, train, **kw):
+        seen.append((kw["method"], len(train), int((train.y >= 0).sum()), kw["config"].temperature))
+        return real_fit(student, train, **kw)
+
+    monkeypatch.setattr(engine, "fit", spy)
+    cmp, report = lk.compare_objectives(teacher, make_student, data, methods=("ce", "kd"), seeds=(0,), config=cfg,
+                                        labels_per_class=5, method_config={"kd": best})  # fmt: skip
+    n = len(data.train)
+    assert seen == [
+        ("ce", 15, 15, cfg.temperature),
+        ("kd", n, 15, best["temperature"]),
+    ]  # labels vs transfer set
+    assert list(report.index) == ["student: ce", "student: kd", "teacher"]
+    with pytest.raises(ValueError, match="method_config"):
+        lk.compare_objectives(teacher, make_student, data, methods=("ce",), method_config={"kd": {}})
