@@ -90,6 +90,10 @@ class Profile:
     pl_labels_per_class: int = 20
     pl_budgets: tuple[int, ...] = (5, 20, 100, 500)  # labels per class along the label-budget curve
     pl_thresholds: tuple[float, ...] = (0.0, 0.5, 0.9, 0.99)  # confidence thresholds for hard pseudo-labels
+    # soft targets on the pool: T and alpha chosen together on validation (alpha near 1: the CE term averages over
+    # the few labelled rows of a batch, so a low alpha overweights them; Hinton et al. 2015 favour a low CE weight)
+    pl_temperatures: tuple[float, ...] = (1.0, 2.0, 4.0)
+    pl_alphas: tuple[float, ...] = (0.5, 0.9, 1.0)
     # lesson 06 (cross-domain): text domains (labkit.text) and bag-of-words sizes
     xd_source: str = "books"
     xd_targets: tuple[str, ...] = ("dvd", "kitchen")
@@ -145,6 +149,8 @@ PROFILES: dict[str, Profile] = {
         tf_seeds=(0, 1),
         pl_labels_per_class=5,
         pl_budgets=(2, 5, 20),
+        pl_temperatures=(1.0, 4.0),
+        pl_alphas=(0.5, 1.0),
         xd_source="toy_books",
         xd_targets=("toy_dvd", "toy_kitchen"),
         xd_max_features=2_000,
