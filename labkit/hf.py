@@ -305,6 +305,39 @@ class TokenizedText(torch.utils.data.Dataset):
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.encodings["input_ids"]]
 
+    def with_labels(self, labels: torch.Tensor) -> TokenizedText:
+        """A copy with other labels ``(N,)`` (e.g. a teacher's arg-max pseudo-labels; ``-1`` = unlabelled); the
+        teacher logits, if any, are kept."""
+        if not isinstance(labels, torch.Tensor) or labels.shape != (len(self),) or labels.is_floating_point():
+            shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"labels must be an integer tensor of shape (N={len(self)},), got {shape}.")
+        copy = TokenizedText(self.encodings, labels.long().cpu())
+        copy.teacher_logits = self.teacher_logits
+        return copy
+
+    def concat(self, other: TokenizedText) -> TokenizedText:
+        """``self`` then ``other`` as one dataset (e.g. labelled sentences and an unlabelled transfer set). Teacher
+        logits travel along when both carry them; a dataset that carries them cannot join one that does not."""
+        if not isinstance(other, TokenizedText):
+            raise ValueError(f"can only concatenate another TokenizedText, got {type(other).__name__}.")
+        if set(self.encodings) != set(other.encodings):
+            raise ValueError(
+                f"the two datasets were tokenised differently ({sorted(self.encodings)} vs {sorted(other.encodings)}): "
+                "tokenise both with the same tokenizer."
+            )
+        if (self.teacher_logits is None) != (other.teacher_logits is None):
+            raise ValueError(
+                "one dataset carries teacher logits and the other does not: give both with_teacher_logits(...) "
+                "(a distiller needs the teacher's logits for every row) or neither."
+            )
+        joined = TokenizedText(
+            {k: self.encodings[k] + other.encodings[k] for k in self.encodings},
+            torch.cat([self.labels, other.labels]),
+        )
+        if self.teacher_logits is not None:
+            joined.teacher_logits = torch.cat([self.teacher_logits, other.teacher_logits])
+        return joined
+
     def with_teacher_logits(self, logits: torch.Tensor) -> TokenizedText:
         """A copy that carries the teacher's logits ``(N, K)``, so a logit-only distiller skips the teacher."""
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(self):

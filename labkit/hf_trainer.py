@@ -67,6 +67,9 @@ class DistillationTrainingArguments(TrainingArguments):
     layer_map: list[tuple[int, int]] | None = field(
         default=None, metadata={"help": "(student, teacher) layers"}
     )
+    length_grouped: bool = field(
+        default=False, metadata={"help": "batches of texts of similar length, in random order (less padding)"}
+    )
     report_to: str | list[str] | None = "none"
     save_strategy: str = "no"
     remove_unused_columns: bool = False  # keep the cached teacher logits in the batch
@@ -222,6 +225,38 @@ def transformer_kd_loss(
     return loss, parts
 
 
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Indices in batches of texts of similar length, the batches in random order: each epoch shuffles the texts,
+    sorts each window of ``50 * batch_size`` of them by length, cuts it into batches and shuffles all batches.
+
+    Padding per batch then costs little (a batch of short phrases is not padded to a long review). Unlike
+    ``transformers``' ``LengthGroupedSampler``, whose batches run from longest to shortest within each window, the
+    order of the batches is random, so the end of training is not made of the shortest texts only. The order of
+    epoch ``e`` depends only on ``(seed, e)``.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, window: int = 50) -> None:
+        self.lengths, self.batch_size, self.seed, self.window = list(lengths), batch_size, seed, window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        size = self.window * self.batch_size
+        batches = []
+        for start in range(0, len(order), size):
+            window = sorted(order[start : start + size], key=self.lengths.__getitem__)
+            batches += [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=g).tolist():
+            yield from batches[b]
+
+
 class DistillationTrainer(Trainer):
     """A ``transformers.Trainer`` whose loss is ``transformer_kd_loss`` against ``teacher_model``.
 
@@ -299,6 +334,13 @@ class DistillationTrainer(Trainer):
                 hint(s_cfg.hidden_size, t_cfg.hidden_size, spatial=False) for _ in self.layer_map
             ).to(self.args.device)
 
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.length_grouped and isinstance(dataset, TokenizedText):
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedBatches(dataset.lengths(), batch, seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model``: the student alone (weights, config, tokenizer), without progress bars."""
         with _quiet_transformers():
@@ -343,7 +385,7 @@ class DistillationTrainer(Trainer):
 
 
 _KEY_ARGS = ("num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "weight_decay",
-             "warmup_steps", "lr_scheduler_type", "seed")  # fmt: skip
+             "warmup_steps", "lr_scheduler_type", "length_grouped", "seed")  # fmt: skip
 
 
 def finetune_or_load(

@@ -321,3 +321,45 @@ def test_uniform_layer_map_and_predict_text_order():
     for i, text in enumerate(data.texts):
         one = model.eval()(**tok([text], return_tensors="pt")).logits
         torch.testing.assert_close(logits[i], one[0], rtol=1e-4, atol=1e-5)
+
+
+def test_transfer_sets_concatenate_with_their_teacher_logits_and_take_pseudo_labels():
+    """Labelled sentences + an unlabelled transfer set (label -1) as one dataset; teacher logits travel along,
+    and pseudo-labels replace the -1 labels."""
+    folder = lk.tiny_checkpoint("tiny-student", TEXTS, vocab_size=100)
+    _, tok = lk.load_pretrained(folder, verbose=False)
+    data = lk.TextData(TEXTS[:6], torch.tensor([1, 0, 1, 0, 1, 0]), ["negative", "positive"], "toy", "test")
+    labelled = lk.tokenize(tok, data.subset([0, 1]))
+    transfer = lk.tokenize(tok, data.subset([2, 3, 4]).unlabelled())
+    assert transfer.labels.tolist() == [-1, -1, -1]
+    z_l, z_u = torch.randn(2, 2), torch.randn(3, 2)
+    soft = labelled.with_teacher_logits(z_l).concat(transfer.with_teacher_logits(z_u))
+    assert len(soft) == 5 and soft.labels.tolist() == [1, 0, -1, -1, -1]
+    torch.testing.assert_close(soft.teacher_logits, torch.cat([z_l, z_u]))
+    assert soft[2]["input_ids"] == transfer[0]["input_ids"]
+    hard = labelled.concat(transfer.with_labels(z_u.argmax(1)))
+    assert hard.labels.tolist() == [1, 0, *z_u.argmax(1).tolist()] and hard.teacher_logits is None
+    with pytest.raises(ValueError, match="teacher logits"):
+        labelled.with_teacher_logits(z_l).concat(transfer)
+    with pytest.raises(ValueError, match="shape"):
+        transfer.with_labels(torch.zeros(2, dtype=torch.long))
+
+
+def test_length_grouped_batches_pad_little_cover_every_example_and_replay_by_seed_and_epoch():
+    from labkit.hf_trainer import LengthGroupedBatches
+
+    lengths = [1 + (i * 7) % 40 for i in range(200)]
+    sampler = LengthGroupedBatches(lengths, batch_size=8, seed=3, window=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(200))  # every example once per epoch
+    batches = [order[i : i + 8] for i in range(0, 200, 8)]
+    padded = sum(8 * max(lengths[j] for j in b) for b in batches)
+    shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(0)).tolist()
+    padded_random = sum(8 * max(lengths[j] for j in shuffled[i : i + 8]) for i in range(0, 200, 8))
+    assert padded < 0.8 * padded_random  # similar lengths share a batch
+    firsts = [max(lengths[j] for j in b) for b in batches]
+    assert firsts != sorted(firsts, reverse=True)  # batches in random order, not longest first
+    again = LengthGroupedBatches(lengths, 8, seed=3, window=5)
+    assert list(again) == order  # same seed and epoch: same order
+    sampler.set_epoch(1)
+    assert list(sampler) != order
