@@ -36,6 +36,7 @@ import math
 import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,10 +274,12 @@ def fit(
         and cfg.cache_teacher
         and not cfg.augment
     ):
-        teacher_logits = Method.teacher_outputs(teacher, train.x, device)
+        teacher_logits = _memo(teacher, train.x, device, (method, "logits"),
+                               lambda: Method.teacher_outputs(teacher, train.x, device))  # fmt: skip
     feature_cache: list[torch.Tensor | None] | None = None  # the teacher's per-stage features, computed once
     if Method.needs_features and teacher_logits is None and cfg.cache_teacher and not cfg.augment:
-        teacher_logits, feature_cache = _teacher_feature_cache(distiller, teacher, train.x, device)
+        teacher_logits, feature_cache = _memo(teacher, train.x, device, (method, cfg.hint_layer, FEATURE_CACHE_BYTES),
+                                              lambda: _teacher_feature_cache(distiller, teacher, train.x, device))  # fmt: skip
     if teacher_logits is not None:
         expected = Method.teacher_shape(train, teacher)
         if tuple(teacher_logits.shape) != expected:
@@ -421,6 +424,28 @@ def fit(
             cb(epoch + 1, record)
     student.eval()
     return history
+
+
+_MEMO: dict = {}  # the last teacher outputs computed for a training set (one entry)
+
+
+def _memo(teacher: nn.Module, x: torch.Tensor, device: torch.device, what: tuple, compute: Callable):
+    """``compute()``, or its result from the previous call for the same teacher object with unchanged weights
+    and buffers (every in-place update bumps a tensor's version), the same training images (same tensor,
+    unchanged) and the same device and method: the paired arms of ``lk.compare`` share one teacher pass per
+    training set instead of one each. One entry, replaced by the next different call."""
+    state = tuple((t.data_ptr(), t._version) for t in (*teacher.parameters(), *teacher.buffers()))
+    settings = tuple(  # plain attributes of the teacher and its parts (e.g. an ensemble's fusion space)
+        (name, k, repr(v)) for name, m in teacher.named_modules() for k, v in sorted(vars(m).items())
+        if not k.startswith("_") and k != "training"
+    )  # fmt: skip
+    key = (state, settings, x._version, tuple(x.shape), str(device), what)
+    hit = _MEMO.get("entry")
+    if hit is not None and hit["teacher"]() is teacher and hit["x"] is x and hit["key"] == key:
+        return hit["value"]
+    value = compute()
+    _MEMO["entry"] = {"teacher": weakref.ref(teacher), "x": x, "key": key, "value": value}
+    return value
 
 
 FEATURE_CACHE_BYTES = 2**30  # at most 1 GiB of cached teacher features; above, the teacher runs every step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -275,3 +276,26 @@ def test_train_or_load_cache_key_follows_data_content_not_path(digits, tmp_path,
     changed = dataclasses.replace(digits.train, x=digits.train.x.flip(-1))  # same size, other content
     train_or_load(student(digits, seed=0), changed, name="t", config=cfg(epochs=1), cache=tmp_path)
     assert len(list(tmp_path.glob("t-*.safetensors"))) == 2
+
+
+def test_paired_runs_share_one_teacher_pass_until_the_teacher_changes(digits, teacher):
+    # lk.compare's arms call fit with the same teacher and training set: the teacher runs over it once, and a
+    # changed teacher (weights updated in place, or a different setting) is run again, never served stale.
+    teacher = copy.deepcopy(teacher)  # changed below: not the module's shared fixture
+    calls = []
+    hook = teacher.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    a, b = student(digits), student(digits)
+    fit(a, digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))
+    first = len(calls)
+    fit(b, digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))
+    assert first > 0 and len(calls) == first  # the second run reused the first run's teacher logits
+    with torch.no_grad():
+        next(teacher.parameters()).add_(0.01)  # an in-place change of the teacher's weights
+    c = student(digits)
+    fit(c, digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))
+    assert len(calls) > first
+    teacher.some_setting = "changed"  # a plain attribute that may change what the teacher returns
+    n = len(calls)
+    fit(student(digits), digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))
+    assert len(calls) > n
+    hook.remove()
