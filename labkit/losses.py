@@ -225,7 +225,7 @@ def attention_transfer_loss(
 
     Channel counts may differ (the map averages over channels); spatial sizes of each pair must match.
     Shapes: lists of ``(B, C_j, H_j, W_j)`` tensors (or single tensors) -> scalar. A teacher entry may also be
-    its already computed map ``attention_map(f_t)``, ``(B, H_j * W_j)``: ``lk.fit`` computes the teacher's maps
+    its already computed map ``attention_map(f_t, p)`` (same ``p``), ``(B, H_j * W_j)``: ``lk.fit`` computes the teacher's maps
     once per training set instead of running the teacher at every step.
     """
     if isinstance(student_feats, torch.Tensor):
@@ -243,15 +243,15 @@ def attention_transfer_loss(
                     f"attention transfer pair {j}: student feature {tuple(fs.shape)} vs teacher attention map "
                     f"{tuple(ft.shape)}; a precomputed map must be (B, H*W) for the student's batch and size."
                 )
-            diff = attention_map(fs, p) - ft.detach()  # (B, H*W)
-            total = total + diff.pow(2).sum(dim=1).mean()
-            continue
-        if fs.dim() != 4 or ft.dim() != 4 or fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
+            q_t = ft.detach()  # (B, H*W)
+        elif fs.dim() != 4 or ft.dim() != 4 or fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
             raise ValueError(
                 f"attention transfer pair {j}: student feature {tuple(fs.shape)} vs teacher feature "
                 f"{tuple(ft.shape)}; both must be (B, C, H, W) with the same batch and spatial size."
             )
-        diff = attention_map(fs, p) - attention_map(ft.detach(), p)  # (B, H*W)
+        else:
+            q_t = attention_map(ft.detach(), p)  # (B, H*W)
+        diff = attention_map(fs, p) - q_t  # (B, H*W)
         total = total + diff.pow(2).sum(dim=1).mean()
     return total
 
