@@ -182,8 +182,8 @@ PROFILES: dict[str, Profile] = {
         batch_size=128,
         labels_per_class=20,
         # lesson 08: the dataclass defaults (MLP teachers, tops vs the rest, 10 labels per class)
-        ens_members=(  # four MLPs of similar strength and different shapes: the small ResNets were weaker
-            ("mlp", {"hidden": (256,)}),  # on this budget (84.4% vs 86.4%) and 20x slower to train on a CPU
+        ens_members=(  # four MLPs of similar strength and different shapes: the small ResNets trained less
+            ("mlp", {"hidden": (256,)}),  # accurately on this budget and far slower on a CPU
             ("mlp", {"hidden": (512,)}),
             ("mlp", {"hidden": (256, 128)}),
             ("mlp", {"hidden": (512, 256)}),
