@@ -147,21 +147,28 @@ class ResNetTeacher(_Classifier):
 
     Stage ``i`` has ``width * 2**i`` channels; stage 1 keeps the resolution, every later stage starts with a
     stride-2 block (``ceil(H / 2)``). The defaults (``width=32, blocks=(2, 2, 2)``) give a 14-layer network
-    with ~0.7M parameters; ``width=16, blocks=(3, 3, 3)`` is the classic ResNet-20.
+    with ~0.7M parameters; ``width=16, blocks=(3, 3, 3)`` is the classic ResNet-20. ``pool`` is the side of the
+    grid the classifier reads, as in ``SmallCNN`` (1: global average pooling).
 
     Shapes: ``x`` ``(B, C, H, W)`` -> logits ``(B, K)``; features: the output of each stage,
     ``(B, width * 2**i, ceil(H / 2**i), ceil(W / 2**i))``.
     """
 
     def __init__(
-        self, in_shape: Sequence[int], num_classes: int, width: int = 32, blocks: Sequence[int] = (2, 2, 2)
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        width: int = 32,
+        blocks: Sequence[int] = (2, 2, 2),
+        pool: int = 1,
     ) -> None:
         super().__init__()
         self.in_shape = _check_in_shape(in_shape)
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         blocks = _check_sizes(blocks, "blocks")
-        self.width, self.blocks = width, blocks
+        check_positive_int(pool, "pool")
+        self.width, self.blocks, self.pool_size = width, blocks, pool
         self.stem = nn.Sequential(
             nn.Conv2d(self.in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
@@ -175,8 +182,8 @@ class ResNetTeacher(_Classifier):
             stages.append(nn.Sequential(*layers))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, self.num_classes)
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.fc = nn.Linear(c_in * pool * pool, self.num_classes)
         _init_weights(self)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -197,27 +204,34 @@ class SmallCNN(_Classifier):
     the ResNet stage output with the same index, for any input size: with 3 stages on 32x32 inputs both give
     32, 16, 8; on 28x28 both give 28, 14, 7.
 
+    ``pool`` is the side of the grid the classifier reads: 1 (global average pooling, the default) keeps only
+    *what* is present; ``pool=4`` averages the last stage onto a 4x4 grid and flattens it, so the linear head also
+    sees *where* (a sleeve, a heel), at ``pool**2`` times the head's weights.
+
     Shapes: ``x`` ``(B, C, H, W)`` -> logits ``(B, K)``; features: the output of each stage,
     ``(B, width * 2**i, ceil(H / 2**i), ceil(W / 2**i))``.
     """
 
-    def __init__(self, in_shape: Sequence[int], num_classes: int, width: int = 16, stages: int = 2) -> None:
+    def __init__(
+        self, in_shape: Sequence[int], num_classes: int, width: int = 16, stages: int = 2, pool: int = 1
+    ) -> None:
         super().__init__()
         self.in_shape = _check_in_shape(in_shape)
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         check_positive_int(stages, "stages")
-        self.width, self.n_stages = width, stages
+        check_positive_int(pool, "pool")
+        self.width, self.n_stages, self.pool_size = width, stages, pool
         self.feature_channels = [width * 2**i for i in range(stages)]
         layers, c_in = [], self.in_shape[0]
         for i, c_out in enumerate(self.feature_channels):
-            pool = [nn.MaxPool2d(2, ceil_mode=True)] if i > 0 else []  # ceil(H / 2), like a stride-2 conv
+            down = [nn.MaxPool2d(2, ceil_mode=True)] if i > 0 else []  # ceil(H / 2), like a stride-2 conv
             conv = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-            layers.append(nn.Sequential(*pool, *conv))
+            layers.append(nn.Sequential(*down, *conv))
             c_in = c_out
         self.stages = nn.ModuleList(layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, self.num_classes)
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.fc = nn.Linear(c_in * pool * pool, self.num_classes)
         _init_weights(self)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -426,25 +426,28 @@ def fit(
     return history
 
 
-_MEMO: dict = {}  # the last teacher outputs computed for a training set (one entry)
+_MEMO: list = []  # the last teacher outputs computed for a training set, newest first (MEMO_ENTRIES at most)
+MEMO_ENTRIES = 2  # e.g. a hint arm and an attention arm of one lk.compare, alternating over its seeds
 
 
 def _memo(teacher: nn.Module, x: torch.Tensor, device: torch.device, what: tuple, compute: Callable):
     """``compute()``, or its result from the previous call for the same teacher object with unchanged weights
     and buffers (every in-place update bumps a tensor's version), the same training images (same tensor,
     unchanged) and the same device and method: the paired arms of ``lk.compare`` share one teacher pass per
-    training set instead of one each. One entry, replaced by the next different call."""
+    training set instead of one each. ``MEMO_ENTRIES`` entries, the least recently used one replaced first."""
     state = tuple((t.data_ptr(), t._version) for t in (*teacher.parameters(), *teacher.buffers()))
     settings = tuple(  # plain attributes of the teacher and its parts (e.g. an ensemble's fusion space)
         (name, k, repr(v)) for name, m in teacher.named_modules() for k, v in sorted(vars(m).items())
         if not k.startswith("_") and k != "training"
     )  # fmt: skip
     key = (state, settings, x._version, tuple(x.shape), str(device), what)
-    hit = _MEMO.get("entry")
-    if hit is not None and hit["teacher"]() is teacher and hit["x"] is x and hit["key"] == key:
-        return hit["value"]
+    for i, hit in enumerate(_MEMO):
+        if hit["teacher"]() is teacher and hit["x"] is x and hit["key"] == key:
+            _MEMO.insert(0, _MEMO.pop(i))  # the most recently used entry first
+            return hit["value"]
     value = compute()
-    _MEMO["entry"] = {"teacher": weakref.ref(teacher), "x": x, "key": key, "value": value}
+    _MEMO.insert(0, {"teacher": weakref.ref(teacher), "x": x, "key": key, "value": value})
+    del _MEMO[MEMO_ENTRIES:]
     return value
 
 

@@ -134,6 +134,28 @@ def test_clone_init_equal_but_independent():
         clone_init("not a model")
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_pooled_head_reads_a_grid(name):
+    # pool=k: the head reads a k x k grid of the last stage (k*k times the weights); the stages are unchanged
+    torch.manual_seed(0)
+    flat = build_model(name, (1, 28, 28), 10, **SMALL[name])
+    grid = build_model(name, (1, 28, 28), 10, **SMALL[name], pool=4)
+    c = flat.feature_channels[-1]
+    assert flat.fc.in_features == c and grid.fc.in_features == 16 * c
+    assert count_parameters(grid) - count_parameters(flat) == 15 * c * 10
+    x = torch.randn(2, 1, 28, 28)
+    logits, feats = grid(x, return_features=True)
+    assert logits.shape == (2, 10)
+    assert [f.shape for f in feats] == [f.shape for f in flat(x, return_features=True)[1]]
+    # global pooling cannot tell a last-stage map from its mirror image; the 4x4 grid head can
+    flat.eval(), grid.eval()
+    f = torch.rand(1, c, 7, 7)
+    heads = {m: m.fc(m.pool(f).flatten(1)) for m in (flat, grid)}
+    mirrored = {m: m.fc(m.pool(f.flip(-1)).flatten(1)) for m in (flat, grid)}
+    assert torch.allclose(heads[flat], mirrored[flat], atol=1e-6)
+    assert not torch.allclose(heads[grid], mirrored[grid], atol=1e-3)
+
+
 def test_build_model_errors():
     with pytest.raises(ValueError, match="choose one of: cnn, mlp, resnet"):
         build_model("vgg", (1, 28, 28), 10)
@@ -143,10 +165,14 @@ def test_build_model_errors():
     for bad in ((28, 28), (1, 4, 4), (1, 28, -1), "1x28x28", (1, 28.0, 28)):
         with pytest.raises(ValueError, match="in_shape"):
             build_model("resnet", bad, 10)
-    with pytest.raises(ValueError, match="accepts: width, stages"):
+    with pytest.raises(ValueError, match="accepts: width, stages, pool"):
         build_model("cnn", (1, 28, 28), 10, depth=3)
     with pytest.raises(ValueError, match="blocks"):
         build_model("resnet", (1, 28, 28), 10, blocks=())
+    for name in ("cnn", "resnet"):
+        for bad in (0, -2, 1.5, True):
+            with pytest.raises(ValueError, match="pool"):
+                build_model(name, (1, 28, 28), 10, pool=bad)
     with pytest.raises(ValueError, match="dropout"):
         build_model("mlp", (1, 28, 28), 10, dropout=1.0)
     assert (

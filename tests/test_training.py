@@ -299,3 +299,29 @@ def test_paired_runs_share_one_teacher_pass_until_the_teacher_changes(digits, te
     fit(student(digits), digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))
     assert len(calls) > n
     hook.remove()
+
+
+def test_alternating_feature_arms_keep_their_teacher_passes(digits, teacher):
+    # lk.compare runs its arms seed by seed: hint, attention, hint, attention... Each method's teacher pass is kept
+    # (labkit.training.MEMO_ENTRIES entries), so the second seed runs the teacher no more; a third method evicts
+    # the least recently used one, which then runs again.
+    from labkit import training
+
+    teacher = copy.deepcopy(teacher)
+    calls = []
+    hook = teacher.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    methods = ("hint", "attention")
+    for m in methods:
+        fit(student(digits), digits.train, method=m, teacher=teacher, config=cfg(epochs=1, beta=0.1))
+    first = len(calls)
+    for m in methods:
+        fit(student(digits), digits.train, method=m, teacher=teacher, config=cfg(epochs=1, beta=0.1))
+    assert first > 0 and len(calls) == first
+    assert training.MEMO_ENTRIES == 2
+    fit(student(digits), digits.train, method="kd", teacher=teacher, config=cfg(epochs=1))  # evicts "hint"
+    n = len(calls)
+    fit(student(digits), digits.train, method="attention", teacher=teacher, config=cfg(epochs=1, beta=0.1))
+    assert len(calls) == n  # still kept
+    fit(student(digits), digits.train, method="hint", teacher=teacher, config=cfg(epochs=1, beta=0.1))
+    assert len(calls) > n  # evicted, run again
+    hook.remove()
