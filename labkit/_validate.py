@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "check_choice",
     "check_class_counts",
     "check_fraction",
+    "check_index",
     "check_logits",
     "check_logits_pair",
     "check_positive_int",
@@ -28,6 +30,38 @@ __all__ = [
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_index(idx: Any, n: int, name: str = "idx") -> torch.Tensor:
+    """Integer positions into ``n`` examples -> a 1-D int64 tensor. ``idx`` is a 1-D sequence, array or tensor of
+    integers in ``[0, n)``, or a boolean mask with one entry per example (``data.y != 3``), read as the positions
+    where it is True. Floats, strings, other shapes and out-of-range positions are errors, never truncated."""
+    if isinstance(idx, torch.Tensor):
+        t = idx.detach().cpu()
+    else:
+        a = np.asarray(list(idx) if isinstance(idx, range) else idx)
+        if a.size == 0:
+            a = a.astype(np.int64)
+        if a.dtype.kind not in "biu":
+            kind = "floats" if a.dtype.kind == "f" else f"values of type {a.dtype}"
+            raise ValueError(
+                f"{name} must hold integer positions or a boolean mask, got {kind} (e.g. {a.reshape(-1)[:3].tolist()})."
+                " Convert with .long() / .astype(int) only if those values really are positions."
+            )
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (positions or a boolean mask), got shape {tuple(t.shape)}.")
+    if t.dtype == torch.bool:
+        if len(t) != n:
+            raise ValueError(f"a boolean mask {name} needs one entry per example ({n}), got {len(t)}.")
+        return t.nonzero().flatten()
+    if t.is_floating_point() or t.is_complex():
+        raise ValueError(f"{name} must hold integer positions or a boolean mask, got a {t.dtype} tensor.")
+    t = t.long()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        bad = t[(t < 0) | (t >= n)][:5].tolist()
+        raise ValueError(f"{name}: indices must lie in [0, {n}), got {bad}.")
+    return t
 
 
 def check_temperature(temperature: float, name: str = "temperature") -> float:

@@ -15,6 +15,7 @@ import os
 import socket
 import tarfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_fraction, check_positive_int
+from ._validate import check_choice, check_fraction, check_index, check_positive_int
 
 __all__ = [
     "DATASETS",
@@ -96,14 +97,9 @@ class ImageData:
         return ImageData(x, y, list(self.classes), self.name, self.source)
 
     def subset(self, idx: torch.Tensor | np.ndarray | Sequence[int]) -> ImageData:
-        """The images at the integer indices ``idx`` (any 1-D sequence, array or tensor), in that order."""
-        idx = torch.as_tensor(
-            idx if isinstance(idx, torch.Tensor) else np.asarray(idx, dtype=np.int64)
-        ).long()
-        if idx.dim() != 1 or (idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self))):
-            raise ValueError(
-                f"subset needs 1-D integer indices in [0, {len(self)}), got {idx.tolist()[:10]}..."
-            )
+        """The images at the integer indices ``idx`` (any 1-D sequence, array or tensor), in that order, or where
+        the boolean mask ``idx`` (one entry per image, e.g. ``data.y != 3``) is True."""
+        idx = check_index(idx, len(self))
         return self._replace(
             self.x.index_select(0, idx.to(self.x.device)), self.y.index_select(0, idx.to(self.y.device))
         )
@@ -216,14 +212,30 @@ def _local_npz(name: str, data_dir: str | Path | None, verbose: bool) -> Path | 
 
 
 def _read_npz(path: Path) -> _Raw:
-    with np.load(path) as data:  # each member is decompressed when indexed (uint8, so still compact)
-        missing = [k for k in _NPZ_KEYS if k not in data.files]
-        if missing:
-            raise ValueError(f"{path} lacks the keys {missing}; expected {', '.join(_NPZ_KEYS)}.")
-        arrays = {k: data[k] for k in _NPZ_KEYS}
+    try:
+        with np.load(path) as data:  # each member is decompressed when indexed (uint8, so still compact)
+            missing = [k for k in _NPZ_KEYS if k not in data.files]
+            if missing:
+                raise ValueError(f"{path} lacks the keys {missing}; expected {', '.join(_NPZ_KEYS)}.")
+            arrays = {k: data[k] for k in _NPZ_KEYS}
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise _unreadable_npz(path, err) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise _unreadable_npz(path, err) from None
     classes = [str(c) for c in arrays["classes"]]
     y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
     return _Raw(arrays["x_train"], y_train, arrays["x_test"], y_test, classes, f"local: {path}", 255.0)
+
+
+def _unreadable_npz(path: Path, err: BaseException) -> ValueError:
+    size = path.stat().st_size if path.is_file() else 0
+    return ValueError(
+        f"{path} ({size:,} bytes) is not a readable .npz archive ({type(err).__name__}: {err}). It may be truncated "
+        f"or still being copied: replace it with a complete file (keys {', '.join(_NPZ_KEYS)}), or unset "
+        "LABKIT_DATA_DIR / pass another data_dir to use another source."
+    )
 
 
 def _download(name: str, tv_class: str, timeout: float, why_not_local: str) -> _Raw:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import check_positive_int
+from ._validate import check_index, check_positive_int
 from .data import ImageData, _may_download, _Splits, _stratified_choice, _Unavailable, cache_dir
 
 __all__ = ["TEXT_DATASETS", "TextData", "TextFeatures", "TextSplits", "load_text_dataset"]
@@ -72,12 +72,11 @@ class TextData:
         return len(self.classes)
 
     def subset(self, idx: Sequence[int] | np.ndarray | torch.Tensor) -> TextData:
-        """The examples at the integer indices ``idx``, in that order."""
-        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise ValueError(f"subset indices must lie in [0, {len(self)}).")
-        y = self.y[torch.from_numpy(idx)]
-        return TextData([self.texts[i] for i in idx], y, list(self.classes), self.name, self.source)
+        """The examples at the integer indices ``idx``, in that order, or where the boolean mask ``idx`` (one entry
+        per example) is True."""
+        idx = check_index(idx, len(self))
+        y = self.y[idx]
+        return TextData([self.texts[i] for i in idx.tolist()], y, list(self.classes), self.name, self.source)
 
     def unlabelled(self) -> TextData:
         """A copy whose labels are all ``-1`` (a transfer set only a teacher can label)."""

@@ -554,12 +554,30 @@ def train_or_load(
     folder = Path(cache) if cache is not None else cache_dir() / "checkpoints"
     weights, meta = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
     if weights.exists() and meta.exists():
-        load_weights(model, weights)
-        model.to(get_device(cfg.device)).eval()
-        print(f"[labkit] loaded cached {name} from {weights}")
-        return History(json.loads(meta.read_text()))
+        try:
+            records = json.loads(meta.read_text())
+            load_weights(model, weights)
+        except (ValueError, RuntimeError, OSError) as err:  # a truncated or corrupted file
+            print(f"[labkit] WARNING: the cached {name} ({weights.name}, {meta.name} in {folder}) is unreadable "
+                  f"({type(err).__name__}: {err}); training it again and replacing it.")  # fmt: skip
+        else:
+            model.to(get_device(cfg.device)).eval()
+            print(f"[labkit] loaded cached {name} from {weights}")
+            return History(records)
     history = fit(model, train, method=method, teacher=teacher, config=cfg, val=val)
     if is_main_process():  # under a multi-process launcher, one process writes the cache
-        save_weights(model, weights)
-        meta.write_text(json.dumps(history.records))
+        # each file is written whole under a temporary name and then renamed (atomic): a killed run leaves the
+        # previous entry or none, never half a file; the weights go first, so a history always has its weights
+        _atomic_write(weights, lambda tmp: save_weights(model, tmp))
+        _atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(history.records)))
     return history
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

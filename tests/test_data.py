@@ -347,6 +347,40 @@ def test_image_data_helpers(digits):
         ImageData(torch.zeros(2, 1, 2, 2), torch.tensor([0, 5]), ["a", "b"], "toy", "test")
 
 
+def test_subset_reads_a_boolean_mask_and_refuses_floats(digits):
+    # a mask is the positions where it is True (not the indices 0 and 1); floats are never truncated
+    train = digits.train
+    mask = train.y != 3
+    sub = train.subset(mask)
+    assert len(sub) == int(mask.sum()) and not (sub.y == 3).any()
+    assert torch.equal(sub.x, train.subset(mask.nonzero().flatten()).x)
+    assert len(train.subset(mask.numpy())) == len(train.subset(mask.tolist())) == len(sub)
+    with pytest.raises(ValueError, match="one entry per example"):
+        train.subset(mask[:-1])
+    for bad in ([0.5, 1.7], torch.tensor([0.0, 1.0]), np.array([1.0]), ["a", "b"]):
+        with pytest.raises(ValueError, match="integer positions or a boolean mask"):
+            train.subset(bad)
+    with pytest.raises(ValueError, match="1-D"):
+        train.subset(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="indices must lie in"):
+        train.subset([-1])
+    assert len(train.subset([])) == 0 and len(train.subset(range(5))) == 5
+
+
+def test_truncated_or_empty_npz_is_a_clear_error(tmp_path):
+    folder = tmp_path / "fashion_mnist"
+    folder.mkdir()
+    path = folder / "fashion_mnist.npz"
+    x, y = np.zeros((4, 28, 28), np.uint8), np.arange(4) % 2
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y, classes=np.array(["a", "b"]))
+    whole = path.read_bytes()
+    for content in (b"", whole[: len(whole) // 2], b"not an archive at all"):
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="not a readable .npz archive") as err:
+            load_dataset("fashion_mnist", data_dir=tmp_path, verbose=False)
+        assert str(path) in str(err.value)
+
+
 def _indexed(n: int = 60, k: int = 3) -> ImageData:
     """A toy set whose image i is filled with the value i, so splits can be traced back to indices."""
     x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()

@@ -134,3 +134,16 @@ def test_real_text_data_matches_its_documented_counts():
         d = lk.load_text_dataset(name, data_dir=root, verbose=False)
         assert len(d.train) + len(d.test) == total and not d.fell_back
         assert not set(d.train.texts) & set(d.test.texts)  # no leakage between the fixed splits
+
+
+def test_text_subset_reads_a_boolean_mask_and_refuses_floats():
+    data = TextData(["a b", "c", "d e f", "g"], torch.tensor([0, 1, 1, 0]), ["neg", "pos"], "toy", "test")
+    sub = data.subset(data.y == 1)
+    assert sub.texts == ["c", "d e f"] and sub.y.tolist() == [1, 1]
+    assert data.subset([3, 0]).texts == ["g", "a b"]
+    with pytest.raises(ValueError, match="integer positions or a boolean mask"):
+        data.subset([0.5])
+    with pytest.raises(ValueError, match="one entry per example"):
+        data.subset([True, False])
+    with pytest.raises(ValueError, match="indices must lie in"):
+        data.subset([4])

@@ -325,3 +325,27 @@ def test_alternating_feature_arms_keep_their_teacher_passes(digits, teacher):
     fit(student(digits), digits.train, method="hint", teacher=teacher, config=cfg(epochs=1, beta=0.1))
     assert len(calls) > n  # evicted, run again
     hook.remove()
+
+
+def test_a_truncated_cache_entry_is_trained_again_not_a_crash(digits, tmp_path, capsys):
+    # a run killed while writing the cache (or a corrupted file) must not break every later train_or_load
+    import json
+
+    c = cfg(epochs=1)
+    lk.train_or_load(student(digits), digits.train, name="t", config=c, cache=tmp_path)
+    meta, weights = next(tmp_path.glob("t-*.json")), next(tmp_path.glob("t-*.safetensors"))
+    for broken, keep in ((meta, meta.read_text()[:5]), (weights, None)):
+        if keep is None:
+            broken.write_bytes(broken.read_bytes()[:100])
+        else:
+            broken.write_text(keep)
+        capsys.readouterr()
+        history = lk.train_or_load(student(digits), digits.train, name="t", config=c, cache=tmp_path)
+        out = capsys.readouterr().out
+        assert "unreadable" in out and "training it again" in out
+        assert json.loads(meta.read_text()) == json.loads(json.dumps(history.records))  # written whole again
+        lk.train_or_load(student(digits), digits.train, name="t", config=c, cache=tmp_path)
+        assert "loaded cached t" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [meta.name, weights.name]
+    )  # no temporary files
