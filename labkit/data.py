@@ -214,16 +214,12 @@ def _local_npz(name: str, data_dir: str | Path | None, verbose: bool) -> Path | 
 def _read_npz(path: Path) -> _Raw:
     try:
         with np.load(path) as data:  # each member is decompressed when indexed (uint8, so still compact)
-            missing = [k for k in _NPZ_KEYS if k not in data.files]
-            if missing:
-                raise ValueError(f"{path} lacks the keys {missing}; expected {', '.join(_NPZ_KEYS)}.")
-            arrays = {k: data[k] for k in _NPZ_KEYS}
-    except ValueError as err:
-        if str(path) in str(err):
-            raise
+            arrays = {k: data[k] for k in _NPZ_KEYS if k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # not an archive, truncated, empty
         raise _unreadable_npz(path, err) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise _unreadable_npz(path, err) from None
+    missing = [k for k in _NPZ_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the keys {missing}; expected {', '.join(_NPZ_KEYS)}.")
     classes = [str(c) for c in arrays["classes"]]
     y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
     return _Raw(arrays["x_train"], y_train, arrays["x_test"], y_test, classes, f"local: {path}", 255.0)

@@ -168,7 +168,7 @@ class ResNetTeacher(_Classifier):
         check_positive_int(width, "width")
         blocks = _check_sizes(blocks, "blocks")
         check_positive_int(pool, "pool")
-        self.width, self.blocks, self.pool_size = width, blocks, pool
+        self.width, self.blocks = width, blocks
         self.stem = nn.Sequential(
             nn.Conv2d(self.in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
@@ -221,7 +221,7 @@ class SmallCNN(_Classifier):
         check_positive_int(width, "width")
         check_positive_int(stages, "stages")
         check_positive_int(pool, "pool")
-        self.width, self.n_stages, self.pool_size = width, stages, pool
+        self.width, self.n_stages = width, stages
         self.feature_channels = [width * 2**i for i in range(stages)]
         layers, c_in = [], self.in_shape[0]
         for i, c_out in enumerate(self.feature_channels):

@@ -39,6 +39,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -413,11 +414,9 @@ def fit(
         bar.set_postfix(
             loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}"
         )
-        if ckpt is not None and main:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(ckpt.suffix + ".tmp")
-            torch.save(_checkpoint_state(student, distiller, opt, sched, epoch + 1, history), tmp)
-            os.replace(tmp, ckpt)  # atomic: a kill mid-write never leaves a half checkpoint
+        if ckpt is not None and main:  # atomic: a kill mid-write never leaves a half checkpoint
+            state = _checkpoint_state(student, distiller, opt, sched, epoch + 1, history)
+            _atomic_write(ckpt, partial(torch.save, state))
         if acc is not None:
             acc.wait_for_everyone()
         for cb in callbacks:
@@ -574,6 +573,8 @@ def train_or_load(
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it onto ``path`` (atomic on one file system):
+    readers see the old file or the new one, never half of one; the temporary file never outlives the call."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -379,6 +379,9 @@ def test_truncated_or_empty_npz_is_a_clear_error(tmp_path):
         with pytest.raises(ValueError, match="not a readable .npz archive") as err:
             load_dataset("fashion_mnist", data_dir=tmp_path, verbose=False)
         assert str(path) in str(err.value)
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)  # complete, but without "classes"
+    with pytest.raises(ValueError, match=r"lacks the keys \['classes'\]"):
+        load_dataset("fashion_mnist", data_dir=tmp_path, verbose=False)
 
 
 def _indexed(n: int = 60, k: int = 3) -> ImageData:
