@@ -18,6 +18,7 @@ __all__ = [
     "check_alpha",
     "check_choice",
     "check_class_counts",
+    "check_finite",
     "check_fraction",
     "check_index",
     "check_logits",
@@ -30,6 +31,47 @@ __all__ = [
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
+    """Every entry of a tensor or array (or a number) must be finite; returns ``value`` unchanged.
+
+    One NaN pixel or logit silently turns a mean, a normalisation or a loss into NaN, so it is caught where it
+    enters. ``allow_neg_inf=True`` accepts -inf (labkit's mark for "class unknown" in teacher logits) but still
+    refuses NaN and +inf. Integer and boolean data are always finite. The message names ``name``, how many
+    entries are bad, what they are and where the first one is."""
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():  # integer and boolean tensors cannot hold NaN or inf
+            return value
+        t = value.detach()
+        ok = ~(torch.isnan(t) | torch.isposinf(t)) if allow_neg_inf else torch.isfinite(t)
+        if bool(ok.all()):  # the common case: one reduction on the tensor's device, no copy
+            return value
+        a = t.cpu().float().numpy()
+    else:
+        a = np.asarray(value)
+        if a.dtype.kind == "O":
+            try:
+                a = a.astype(np.float64)
+            except (TypeError, ValueError):
+                return value  # not numbers at all: the caller's type check says so
+        if a.dtype.kind != "f" or (not allow_neg_inf and np.isfinite(a).all()):
+            return value
+    nan, pos, neg = np.isnan(a), np.isposinf(a), np.isneginf(a)
+    bad = nan | pos if allow_neg_inf else nan | pos | neg
+    if not bad.any():
+        return value
+    counts = [(int(m.sum()), label) for m, label in ((nan, "NaN"), (pos, "+inf"), (neg, "-inf"))]
+    kinds = ", ".join(f"{c} {label}" for c, label in counts if c and (label != "-inf" or not allow_neg_inf))
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f" (first at index {first[0] if len(first) == 1 else first})" if first else ""
+    allowed = (
+        "finite numbers or -inf (a class the teacher does not know)" if allow_neg_inf else "finite numbers"
+    )
+    raise ValueError(
+        f"{name} must hold {allowed}, got {kinds} among {a.size} entries{where}. "
+        "Look for a division by zero, a log of 0 or an overflow where it was computed."
+    )
 
 
 def check_index(idx: Any, n: int, name: str = "idx") -> torch.Tensor:
