@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import labkit as lk  # noqa: E402
 
-STUDENT = ("cnn", {"width": 4, "stages": 3})  # the default profile's student
+STUDENT = ("cnn", {"width": 4, "stages": 3})  # a small CNN student (lesson 03's smoke-size student)
 MLP_STUDENT = ("mlp", {"hidden": (16,)})  # the default profile's student of lessons 02 and 05
 TEACHER = ("resnet", {"width": 16, "blocks": (1, 1, 1)})  # the default profile's teacher
 BATCH = 128
@@ -547,7 +547,7 @@ def main() -> None:
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header + sections))
+    out.write_text(lk.redact_local_paths("\n".join(header + sections), ROOT))
     print(f"wrote {out} ({elapsed:.0f} s)")
 
 

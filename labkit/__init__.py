@@ -68,7 +68,16 @@ from .multiteacher import (
     stack_teacher_logits,
     teacher_accuracies,
 )
-from .nbtools import Timer, expect, expect_between, hardware, read_records, record, show_source
+from .nbtools import (
+    Timer,
+    expect,
+    expect_between,
+    hardware,
+    read_records,
+    record,
+    redact_local_paths,
+    show_source,
+)
 from .plotting import (
     plot_attention_maps,
     plot_comparison,

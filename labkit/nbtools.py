@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "hardware",
     "read_records",
     "record",
+    "redact_local_paths",
     "show_source",
 ]
 
@@ -181,3 +184,19 @@ def read_records(notebook: Any) -> dict[str, dict]:
             if isinstance(rec, dict) and "name" in rec:
                 found[rec["name"]] = {k: v for k, v in rec.items() if k != "name"}
     return found
+
+
+def redact_local_paths(text: str, root: str | Path | None = None) -> str:
+    """``text`` with the machine's own folders replaced by the names a reader knows them by: the data dir as
+    ``$LABKIT_DATA_DIR``, the cache as ``$LABKIT_CACHE_DIR`` (when those variables are set) and ``root`` (the
+    repository) as ``<repo>``. Anything committed (results digests, BENCH.md) goes through it, so no path of
+    the machine that ran it lands in the repository."""
+    for var in ("LABKIT_DATA_DIR", "LABKIT_CACHE_DIR"):
+        value = os.environ.get(var)
+        if value:
+            for form in {value, str(Path(value).expanduser().resolve())}:
+                if form.rstrip("/"):
+                    text = text.replace(form.rstrip("/"), f"${var}")
+    if root is not None:
+        text = text.replace(str(Path(root).resolve()), "<repo>")
+    return text

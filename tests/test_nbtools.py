@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+import labkit as lk
 from labkit.nbtools import (
     RECORD_MIME,
     Timer,
@@ -164,3 +165,18 @@ def test_a_run_on_fallback_data_is_not_recorded(tmp_path, monkeypatch, capsys):
     assert "ran on a dataset fallback; not recorded as a 'full' result" in out
     assert run_course.fell_back(tmp_path / "build" / "full" / src.name) == "a dataset fallback"
     assert not (tmp_path / "results").exists()
+
+
+def test_redact_local_paths_names_the_folders_a_reader_knows(tmp_path, monkeypatch):
+    data, cache, repo = tmp_path / "data", tmp_path / "cache", tmp_path / "repo"
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(data) + "/")
+    monkeypatch.setenv("LABKIT_CACHE_DIR", str(cache))
+    text = f"local: {data}/fashion_mnist.npz; cache {cache}/checkpoints; notebook {repo}/notebooks/02.ipynb"
+    out = lk.redact_local_paths(text, repo)
+    assert out == (
+        "local: $LABKIT_DATA_DIR/fashion_mnist.npz; cache $LABKIT_CACHE_DIR/checkpoints; "
+        "notebook <repo>/notebooks/02.ipynb"
+    )
+    assert str(tmp_path) not in out
+    monkeypatch.delenv("LABKIT_DATA_DIR")
+    assert lk.redact_local_paths(f"{data}/x", None) == f"{data}/x"  # unset: nothing to replace

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from labkit.nbtools import RECORD_MIME, describe_record, read_records  # noqa: E402
+from labkit.nbtools import RECORD_MIME, describe_record, read_records, redact_local_paths  # noqa: E402
 
 MANIFEST = ROOT / "notebooks" / "manifest.json"
 README = ROOT / "README.md"
@@ -144,17 +144,8 @@ def export_digest(executed: Path, profile: str, machine: str, seconds: float) ->
                 parts.append("```text\n" + data["text/plain"] + "\n```")
     target = ROOT / "results" / profile / (executed.stem + ".md")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_without_local_paths("\n\n".join(parts) + "\n"))
+    target.write_text(redact_local_paths("\n\n".join(parts) + "\n", ROOT))
     return target
-
-
-def _without_local_paths(text: str) -> str:
-    """The machine's own folders (the data dir, the cache, the repository) as the names a reader knows them by:
-    a committed digest must not carry the paths of the machine that ran it."""
-    for var, name in (("LABKIT_DATA_DIR", "$LABKIT_DATA_DIR"), ("LABKIT_CACHE_DIR", "$LABKIT_CACHE_DIR")):
-        if os.environ.get(var):
-            text = text.replace(str(Path(os.environ[var]).expanduser().resolve()), name)
-    return text.replace(str(ROOT), "<repo>")
 
 
 def export_records(executed: Path, profile: str, machine: str, seconds: float) -> Path:
