@@ -21,14 +21,15 @@ def shared_data_dir(required: str):
     return path
 
 
-def execute_notebook(source, out, profile: str, cwd) -> None:
-    """Run a notebook under papermill as the course runner does: ``PROFILE`` injected, run from ``cwd``."""
+def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
+    """Run a notebook under papermill as the course runner does: ``PROFILE`` (and any other ``parameters``)
+    injected, run from ``cwd``."""
     import papermill as pm
 
     pm.execute_notebook(
         str(source),
         str(out),
-        parameters={"PROFILE": profile},
+        parameters={"PROFILE": profile, **parameters},
         cwd=str(cwd),
         kernel_name="python3",
         progress_bar=False,

@@ -97,6 +97,19 @@ def test_notebook_runs_under_papermill_smoke(path, tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_hand_given_settings_off_the_tuning_grid(tmp_path):
+    """A learner who sets lesson 05's parameters by hand, to values no grid contains, gets the lesson run with
+    them (the coverage of the chosen threshold is computed for it, not looked up in the grid's table)."""
+    path = ROOT / "notebooks" / "05_pseudo_label_kd.ipynb"
+    out = tmp_path / path.name
+    execute_notebook(path, out, "smoke", path.parent, THRESHOLD=0.93, TEMPERATURE=3.0, ALPHA=0.7)
+    records = read_records(out)
+    assert records["chosen confidence threshold"]["value"] == pytest.approx(0.93)
+    assert records["chosen temperature"]["value"] == pytest.approx(3.0)
+    assert records["chosen alpha"]["value"] == pytest.approx(0.7)
+
+
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_nbval_expectations(path):
     env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg")
