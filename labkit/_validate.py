@@ -21,6 +21,7 @@ __all__ = [
     "check_finite",
     "check_fraction",
     "check_index",
+    "check_logit_values",
     "check_logits",
     "check_logits_pair",
     "check_positive_int",
@@ -66,7 +67,9 @@ def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     where = f" (first at index {first[0] if len(first) == 1 else first})" if first else ""
     allowed = (
-        "finite numbers or -inf (a class the teacher does not know)" if allow_neg_inf else "finite numbers"
+        "finite numbers or -inf (probability 0: a class that is masked or unknown)"
+        if allow_neg_inf
+        else "finite numbers"
     )
     raise ValueError(
         f"{name} must hold {allowed}, got {kinds} among {a.size} entries{where}. "
@@ -81,7 +84,14 @@ def check_index(idx: Any, n: int, name: str = "idx") -> torch.Tensor:
     if isinstance(idx, torch.Tensor):
         t = idx.detach().cpu()
     else:
-        a = np.asarray(list(idx) if isinstance(idx, range) else idx)
+        try:
+            a = np.asarray(list(idx) if isinstance(idx, range) else idx)
+        except ValueError:  # numpy: "setting an array element with a sequence ... inhomogeneous shape"
+            lengths = [len(r) if hasattr(r, "__len__") else "a number" for r in list(idx)[:5]]
+            raise ValueError(
+                f"{name} must be a flat 1-D sequence of positions (or a boolean mask), got a ragged nested "
+                f"sequence whose entries have lengths {lengths}. Flatten it first (e.g. sum(lists, []))."
+            ) from None
         if a.size == 0:
             a = a.astype(np.int64)
         if a.dtype.kind not in "biu":
@@ -106,12 +116,20 @@ def check_index(idx: Any, n: int, name: str = "idx") -> torch.Tensor:
     return t
 
 
-def check_temperature(temperature: float, name: str = "temperature") -> float:
-    """A softmax temperature must be a finite number > 0 (T = 1 is the plain softmax)."""
+def check_temperature(temperature: float, name: str = "temperature", maximum: float | None = None) -> float:
+    """A softmax temperature must be a finite number > 0 (T = 1 is the plain softmax), and at most ``maximum``
+    where one is given (the distillation losses: see ``labkit.losses.MAX_TEMPERATURE``)."""
     if not _is_number(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(
             f"{name} must be a finite number > 0 (typical values 1-20; T=1 is the plain softmax), "
             f"got {temperature!r}. A temperature of 0 would divide the logits by zero."
+        )
+    if maximum is not None and temperature > maximum:
+        raise ValueError(
+            f"{name} must be at most {maximum:g} in a distillation loss (typical values 1-20), got {temperature!r}. "
+            "The T^2-scaled KL is a difference of nearly equal numbers at large T: in float32 its rounding error "
+            "grows like 4e-7 * T^2 and exceeds the loss itself (it even turns negative). For the T -> infinity "
+            "limit, match centred logits with a squared error (Hinton et al., 2015, Sec. 2.1)."
         )
     return float(temperature)
 
@@ -147,8 +165,9 @@ def check_choice(value: str, choices: Iterable[str] | Mapping[str, Any], name: s
     return value
 
 
-def check_logits(logits: Any, name: str = "logits") -> torch.Tensor:
-    """Logits are a floating tensor of shape (batch, num_classes)."""
+def check_logits(logits: Any, name: str = "logits", allow_empty: bool = True) -> torch.Tensor:
+    """Logits are a floating tensor of shape (batch, num_classes); ``allow_empty=False`` (the losses) refuses a
+    batch of 0 examples, whose mean would be NaN."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (batch, num_classes), got {type(logits).__name__}."
@@ -157,13 +176,40 @@ def check_logits(logits: Any, name: str = "logits") -> torch.Tensor:
         raise ValueError(f"{name} must have shape (batch, num_classes), got shape {tuple(logits.shape)}.")
     if not logits.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}.")
+    if logits.shape[1] == 0:
+        raise ValueError(
+            f"{name} has 0 classes (shape {tuple(logits.shape)}): a distribution needs at least one."
+        )
+    if not allow_empty and logits.shape[0] == 0:
+        raise ValueError(
+            f"{name} is an empty batch (shape {tuple(logits.shape)}): a loss averages over the examples, and the "
+            "mean of none is undefined. Check the subset or mask that selected the batch."
+        )
     return logits
 
 
-def check_logits_pair(student_logits: Any, teacher_logits: Any) -> None:
+def check_logit_values(
+    logits: torch.Tensor, name: str = "logits", allow_neg_inf: bool = True
+) -> torch.Tensor:
+    """Logit values: NaN and +inf are errors; -inf (probability 0: a class that is masked or unknown) is allowed
+    when ``allow_neg_inf``, but not in every class of a row, which would leave no distribution (softmax of
+    all -inf is NaN). ``logits`` is a float tensor ``(..., num_classes)`` (already shape-checked)."""
+    check_finite(logits, name, allow_neg_inf=allow_neg_inf)
+    if allow_neg_inf and logits.numel():
+        dead = torch.isneginf(logits).all(dim=-1)  # (...,)
+        if bool(dead.any()):
+            first = tuple(int(i) for i in dead.nonzero()[0])
+            raise ValueError(
+                f"{name}: row {first[0] if len(first) == 1 else first} is -inf for every class, which gives "
+                "no class any probability (its softmax is NaN). -inf may mark some classes, never all."
+            )
+    return logits
+
+
+def check_logits_pair(student_logits: Any, teacher_logits: Any, allow_empty: bool = True) -> None:
     """Student and teacher logits must describe the same batch over the same classes."""
-    check_logits(student_logits, "student_logits")
-    check_logits(teacher_logits, "teacher_logits")
+    check_logits(student_logits, "student_logits", allow_empty)
+    check_logits(teacher_logits, "teacher_logits", allow_empty)
     (bs, ks), (bt, kt) = student_logits.shape, teacher_logits.shape
     if ks != kt:
         raise ValueError(
@@ -179,19 +225,32 @@ def check_logits_pair(student_logits: Any, teacher_logits: Any) -> None:
 
 
 def check_targets(targets: Any, batch: int, num_classes: int, allow_unlabelled: bool = True) -> torch.Tensor:
-    """Integer class indices of shape (batch,); -1 marks an unlabelled transfer-set example."""
+    """Integer class indices of shape (batch,) -> an int64 tensor (use the returned tensor: int32, int16, uint8
+    ... are accepted and converted, as torch's losses need int64); -1 marks an unlabelled transfer-set example."""
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1:
         shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
         raise ValueError(f"targets must be a 1-D tensor of class indices (batch,), got {shape}.")
-    if targets.is_floating_point():
-        raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}.")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise ValueError(
+            f"targets must hold integer class indices, got dtype {targets.dtype}. Labels read as floats: convert "
+            "with .long() only if they are whole numbers; a boolean tensor is a mask, not labels."
+        )
     if targets.numel() != batch:
         raise ValueError(f"targets has {targets.numel()} entries but the logits have batch size {batch}.")
+    targets = targets.long()  # int32 / int16 / uint8 -> int64, what F.cross_entropy and gather need
     low = -1 if allow_unlabelled else 0
     if targets.numel() and (int(targets.min()) < low or int(targets.max()) >= num_classes):
         allowed = f"-1 (unlabelled) or 0..{num_classes - 1}" if allow_unlabelled else f"0..{num_classes - 1}"
+        hint = ""
+        if int(targets.min()) < low:
+            hint = (
+                " labkit marks an unlabelled example with -1 (not PyTorch's ignore_index -100)."
+                if allow_unlabelled
+                else " Every example needs a label here."
+            )
         raise ValueError(
-            f"targets must be class indices in {allowed}, got values in [{int(targets.min())}, {int(targets.max())}]."
+            f"targets must be class indices in {allowed}, got values in [{int(targets.min())}, "
+            f"{int(targets.max())}].{hint}"
         )
     return targets
 

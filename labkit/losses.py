@@ -14,6 +14,7 @@ purpose):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,6 +24,8 @@ from torch import nn
 from ._validate import (
     check_alpha,
     check_choice,
+    check_finite,
+    check_logit_values,
     check_logits,
     check_logits_pair,
     check_positive_int,
@@ -31,6 +34,7 @@ from ._validate import (
 )
 
 __all__ = [
+    "MAX_TEMPERATURE",
     "OBJECTIVES",
     "HintLoss",
     "attention_map",
@@ -47,24 +51,77 @@ __all__ = [
 ]
 
 
+MAX_TEMPERATURE = 100.0
+"""The largest temperature the KL losses accept. ``T^2 * KL`` at large ``T`` is the difference of nearly equal
+log-probabilities: in float32 its rounding error grows like ``4e-7 * T^2`` (0.004 at T = 100, 40 at T = 10^4), so
+beyond this the "loss" is noise and can come out negative. Published KD uses T = 1-20."""
+
+
 def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softened class probabilities ``softmax(z / T)``.
 
     Shapes: logits ``(B, K)`` -> probabilities ``(B, K)``, each row sums to 1. ``T > 1`` spreads mass onto
-    the non-argmax classes ("dark knowledge"); ``T -> 0`` approaches one-hot; ``T = 1`` is the softmax.
+    the non-argmax classes ("dark knowledge"); ``T -> 0`` approaches one-hot; ``T = 1`` is the softmax. A
+    ``-inf`` logit (a class that is masked or unknown) gets probability 0; NaN, ``+inf`` and a row that is
+    ``-inf`` everywhere are errors (their softmax would be NaN).
     """
     check_logits(logits)
+    check_logit_values(logits, "logits")
     t = check_temperature(temperature)
     return F.softmax(logits.float() / t, dim=-1)
 
 
 def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy ``+CE`` on raw logits over the labelled rows (target ``-1`` = unlabelled, skipped).
-    A batch without labels gives 0 that keeps the autograd graph. Shapes: ``(B, K)``, ``(B,)`` -> scalar."""
+    A batch without labels gives 0 that keeps the autograd graph. Shapes: ``(B, K)``, ``(B,)`` -> scalar.
+
+    ``targets`` are integer class indices in ``0..K-1`` or ``-1`` (any integer dtype; converted to int64). An
+    empty batch, NaN or ``+inf`` logits, and a ``-inf`` logit at a row's own label (an infinite loss) are errors.
+    """
+    check_logits(logits, "logits", allow_empty=False)
+    check_logit_values(logits, "logits")
+    targets = check_targets(targets, logits.shape[0], logits.shape[1])
     labelled = targets >= 0  # (B,)
     if not bool(labelled.any()):
         return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
+    at_label = logits[labelled].gather(1, targets[labelled].unsqueeze(1)).squeeze(1)  # (B_l,)
+    if bool(torch.isneginf(at_label).any()):
+        row = int(labelled.nonzero().squeeze(1)[torch.isneginf(at_label)][0])
+        raise ValueError(
+            f"logits: row {row} is -inf at its own label {int(targets[row])}, so its cross-entropy is infinite; "
+            "a masked (-inf) class cannot be a target."
+        )
     return F.cross_entropy(logits[labelled].float(), targets[labelled])
+
+
+def _check_kd_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Shapes and values of a student/teacher pair for a KL; returns the teacher's support ``(B, K)`` (False where
+    its logit is -inf: a class the teacher does not know, probability 0)."""
+    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
+    check_logit_values(teacher_logits, "teacher_logits")
+    check_logit_values(student_logits, "student_logits")
+    support = ~torch.isneginf(teacher_logits.detach())  # (B, K)
+    impossible = torch.isneginf(student_logits.detach()) & support
+    if bool(impossible.any()):
+        b, k = (int(i) for i in impossible.nonzero()[0])
+        raise ValueError(
+            f"student_logits is -inf at row {b}, class {k}, where the teacher gives that class probability > 0: "
+            "KL(p_t || p_s) would be +inf. The student may be -inf only where the teacher is -inf too."
+        )
+    return support
+
+
+def _kl_rows(log_p_s: torch.Tensor, log_p_t: torch.Tensor, support: torch.Tensor | None) -> torch.Tensor:
+    """``KL(p_t || p_s)`` per row, ``(..., K)`` -> ``(...)``, from log-probabilities. Classes outside ``support``
+    (teacher probability 0) contribute 0 (``0 log 0 = 0``). Mathematically KL >= 0; a row that rounds below 0
+    reads 0, with the gradient left untouched (straight through), so the value is never negative."""
+    if support is None:
+        terms = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True)  # p_t (log p_t - log p_s)
+    else:
+        terms = F.kl_div(log_p_s, log_p_t.masked_fill(~support, 0.0), reduction="none", log_target=True)
+        terms = terms.masked_fill(~support, 0.0)
+    kl = terms.sum(dim=-1)
+    return kl + (kl.clamp_min(0.0) - kl).detach()
 
 
 def kd_kl_loss(
@@ -75,18 +132,24 @@ def kd_kl_loss(
     .. math::  L_{KD} = T^2 \cdot \frac{1}{B} \sum_b KL\big(p_t^T(b) \,\|\, p_s^T(b)\big),
                \quad p^T = \mathrm{softmax}(z / T)
 
-    Shapes: ``student_logits`` and ``teacher_logits`` ``(B, K)`` -> scalar. The teacher side is detached
-    (no gradient flows into the teacher). Computed in float32 from log-probabilities on both sides
+    Shapes: ``student_logits`` and ``teacher_logits`` ``(B, K)`` -> scalar, ``B >= 1``. The teacher side is
+    detached (no gradient flows into the teacher). Computed in float32 from log-probabilities on both sides
     (``log_target=True``), which stays finite for extreme logits in fp16/bf16 inputs.
 
     Pitfalls avoided: log-probabilities (not logits) for the student, ``batchmean`` (not ``mean``), and the
     ``T**2`` factor that keeps gradient magnitudes independent of ``T``.
+
+    Edge cases: a ``-inf`` teacher logit (labkit's "class unknown") has probability 0 and contributes 0; the
+    student may be ``-inf`` only where the teacher is. NaN / ``+inf`` logits, an empty batch and
+    ``temperature > MAX_TEMPERATURE`` (where float32 cannot resolve the KL) are errors. The value is never
+    negative (rows that round below 0 read 0).
     """
-    check_logits_pair(student_logits, teacher_logits)
-    t = check_temperature(temperature)
+    support = _check_kd_pair(student_logits, teacher_logits)
+    t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, K)
     log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, K)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+    kl = _kl_rows(log_p_s, log_p_t, None if bool(support.all()) else support)  # (B,)
+    return kl.mean() * (t * t)
 
 
 def attention_rows_kl(
@@ -101,6 +164,17 @@ def attention_rows_kl(
     every real row. The log of a distribution is a valid logit vector, so this is ``kd_kl_loss`` at ``T = 1`` on
     the log-rows.
     """
+    for name, a in (("student_attn", student_attn), ("teacher_attn", teacher_attn)):
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor (batch, heads, queries, keys), got {type(a).__name__}."
+            )
+        if not a.is_floating_point():
+            raise ValueError(f"{name} must hold attention probabilities (floats), got dtype {a.dtype}.")
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(
+            f"attention_mask must be a torch.Tensor (batch, tokens), got {type(attention_mask).__name__}."
+        )
     if student_attn.dim() != 4 or student_attn.shape != teacher_attn.shape:
         raise ValueError(
             "attention maps must both have shape (batch, heads, queries, keys), got "
@@ -111,9 +185,18 @@ def attention_rows_kl(
         raise ValueError(
             f"attention_mask must have shape (batch, tokens) = {(b, q)}, got {tuple(attention_mask.shape)}."
         )
+    if attention_mask.is_floating_point() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError("attention_mask must hold 1 (token) and 0 (padding) only, got other values.")
     real = attention_mask.bool()  # (B, L)
     if not bool(real.any()):
         raise ValueError("attention_mask marks no real token: nothing to distil.")
+    for name, a in (("student_attn", student_attn), ("teacher_attn", teacher_attn)):
+        check_finite(a, name)
+        if bool((a < 0).any()) or bool((a > 1 + 1e-3).any()):
+            raise ValueError(
+                f"{name} must hold attention probabilities in [0, 1] (rows of a softmax, output_attentions=True), "
+                f"got values in [{float(a.min()):.4g}, {float(a.max()):.4g}]: pass the probabilities, not the scores."
+            )
     rows_s, rows_t = (a.transpose(1, 2)[real].flatten(0, 1) for a in (student_attn, teacher_attn))  # (N*H, L)
     return kd_kl_loss(rows_s.clamp_min(1e-12).log(), rows_t.clamp_min(1e-12).log(), 1.0)
 
@@ -150,11 +233,12 @@ def hinton_kd_terms(
 ) -> dict[str, torch.Tensor]:
     """``hinton_kd_loss``'s two weighted parts, ``{"ce": (1 - alpha) CE, "kd": alpha T^2 KL}`` (their sum is the
     loss); the distillers log them separately."""
-    check_logits_pair(student_logits, teacher_logits)
+    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
     a = check_alpha(alpha)
-    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    targets = check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    kd = kd_kl_loss(student_logits, teacher_logits, temperature)  # checks values and temperature first
     ce = labelled_cross_entropy(student_logits, targets)
-    return {"ce": (1.0 - a) * ce, "kd": a * kd_kl_loss(student_logits, teacher_logits, temperature)}
+    return {"ce": (1.0 - a) * ce, "kd": a * kd}
 
 
 class HintLoss(nn.Module):
@@ -175,7 +259,12 @@ class HintLoss(nn.Module):
         super().__init__()
         check_positive_int(student_channels, "student_channels")
         check_positive_int(teacher_channels, "teacher_channels")
+        if not isinstance(spatial, bool):
+            raise ValueError(
+                f"spatial must be True (feature maps) or False (feature vectors), got {spatial!r}."
+            )
         self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        self.spatial = spatial
         if spatial:
             self.regressor: nn.Module = nn.Conv2d(
                 student_channels, teacher_channels, kernel_size=1, bias=False
@@ -184,6 +273,20 @@ class HintLoss(nn.Module):
             self.regressor = nn.Linear(student_channels, teacher_channels, bias=False)
 
     def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+        want = "(B, C, H, W)" if self.spatial else "(B, C)"
+        for name, f in (("student_feat", student_feat), ("teacher_feat", teacher_feat)):
+            if not isinstance(f, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor {want}, got {type(f).__name__}.")
+            if f.dim() != (4 if self.spatial else 2):
+                raise ValueError(
+                    f"{name} must have shape {want} for a HintLoss built with spatial={self.spatial}, got "
+                    f"{tuple(f.shape)}."
+                )
+            if f.shape[0] == 0:
+                raise ValueError(
+                    f"{name} is an empty batch {tuple(f.shape)}: the mean of no examples is undefined."
+                )
+            check_finite(f, name)
         s, t = student_feat.shape, teacher_feat.shape
         if len(s) != len(t) or s[0] != t[0] or s[2:] != t[2:]:
             raise ValueError(
@@ -210,8 +313,18 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     if not isinstance(feat, torch.Tensor) or feat.dim() != 4:
         shape = tuple(feat.shape) if isinstance(feat, torch.Tensor) else type(feat).__name__
         raise ValueError(f"attention_map needs a feature map of shape (B, C, H, W), got {shape}.")
+    _check_p(p)
+    check_finite(feat, "feat")
     am = feat.float().abs().pow(p).mean(dim=1).flatten(1)  # (B, H*W)
     return F.normalize(am, dim=1)
+
+
+def _check_p(p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
+        raise ValueError(
+            f"p must be a finite number > 0 (the paper uses p = 2: |A|^p summed over channels), got {p!r}."
+        )
+    return float(p)
 
 
 def attention_transfer_loss(
@@ -230,6 +343,15 @@ def attention_transfer_loss(
     """
     if isinstance(student_feats, torch.Tensor):
         student_feats, teacher_feats = [student_feats], [teacher_feats]  # type: ignore[list-item]
+    for name, feats in (("student_feats", student_feats), ("teacher_feats", teacher_feats)):
+        if not isinstance(feats, (list, tuple)) or not all(isinstance(f, torch.Tensor) for f in feats):
+            got = (
+                type(feats).__name__
+                if not isinstance(feats, (list, tuple))
+                else [type(f).__name__ for f in feats]
+            )
+            raise TypeError(f"{name} must be a tensor or a list of tensors (B, C, H, W), got {got}.")
+    _check_p(p)
     if len(student_feats) != len(teacher_feats) or len(student_feats) == 0:
         raise ValueError(
             f"attention transfer pairs layers one to one: got {len(student_feats)} student and "
@@ -251,6 +373,11 @@ def attention_transfer_loss(
             )
         else:
             q_t = attention_map(ft.detach(), p)  # (B, H*W)
+        if fs.shape[0] == 0:
+            raise ValueError(
+                f"attention transfer pair {j} is an empty batch: the mean of no examples is undefined."
+            )
+        check_finite(q_t, f"teacher_feats[{j}]")
         diff = attention_map(fs, p) - q_t  # (B, H*W)
         total = total + diff.pow(2).sum(dim=1).mean()
     return total
@@ -270,7 +397,9 @@ def prob_mse_loss(
     softmax Jacobian ``diag(p) - p p^T``: it vanishes when the student is confidently wrong, the reason Ba &
     Caruana (2014) regressed logits rather than probabilities.
     """
-    check_logits_pair(student_logits, teacher_logits)
+    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
+    check_logit_values(student_logits, "student_logits")
+    check_logit_values(teacher_logits, "teacher_logits")
     t = check_temperature(temperature)
     p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
     p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
@@ -287,11 +416,11 @@ def label_distillation_loss(
     r"""``(1 - alpha) CE(y, p_s) + alpha * prob_mse_loss(z_s, z_t, T)``: Hinton's objective with the KL
     replaced by the squared error on probabilities. Shapes: logits ``(B, C)``, targets ``(B,)`` (-1 =
     unlabelled, MSE term only)."""
-    check_logits_pair(student_logits, teacher_logits)
+    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
     a = check_alpha(alpha)
-    check_targets(targets, student_logits.shape[0], student_logits.shape[1])
-    ce = labelled_cross_entropy(student_logits, targets)
-    return (1.0 - a) * ce + a * prob_mse_loss(student_logits, teacher_logits, temperature)
+    targets = check_targets(targets, student_logits.shape[0], student_logits.shape[1])
+    mse = prob_mse_loss(student_logits, teacher_logits, temperature)  # checks values and temperature first
+    return (1.0 - a) * labelled_cross_entropy(student_logits, targets) + a * mse
 
 
 def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -306,11 +435,12 @@ def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature:
     if not isinstance(logits, (list, tuple)) or len(logits) < 2:
         n = len(logits) if isinstance(logits, (list, tuple)) else type(logits).__name__
         raise ValueError(f"mutual learning needs at least two peers' logits, got {n}.")
-    for z in logits:
-        check_logits(z)
+    for j, z in enumerate(logits):
+        check_logits(z, f"logits[{j}]", allow_empty=False)
         check_logits_pair(z, logits[0])
-    check_targets(targets, logits[0].shape[0], logits[0].shape[1])
-    t = check_temperature(temperature)
+        check_logit_values(z, f"logits[{j}]", allow_neg_inf=False)  # each peer is also a teacher: finite
+    targets = check_targets(targets, logits[0].shape[0], logits[0].shape[1])
+    t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     k = len(logits)
     losses = []
     for i, z in enumerate(logits):

@@ -45,6 +45,19 @@ class Distiller(nn.Module):
 
     def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
         super().__init__()
+        from .training import TrainConfig  # at run time: training imports this module
+
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(
+                f"cfg must be an lk.TrainConfig (temperature, alpha, beta ...), got {type(cfg).__name__}."
+            )
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"student must be an nn.Module, got {type(student).__name__}.")
+        if self.needs_teacher and not isinstance(teacher, nn.Module):
+            raise TypeError(
+                f"method {type(self).__name__} distils from a teacher: teacher must be an nn.Module, got "
+                f"{type(teacher).__name__}."
+            )
         self.cfg = cfg
         self.parts: dict[str, torch.Tensor] = {}
 
@@ -75,6 +88,19 @@ class Distiller(nn.Module):
         return (len(train), train.num_classes)
 
 
+def _check_feats(method: str, s_feats, t_feats) -> None:
+    for who, feats in (("s_feats", s_feats), ("t_feats", t_feats)):
+        if not isinstance(feats, (list, tuple)) or len(feats) == 0:
+            raise ValueError(
+                f"method {method!r} needs the per-stage features of student and teacher: {who} must be a list of "
+                f"tensors (model(x, return_features=True)[1]), got {type(feats).__name__}."
+            )
+    if len(s_feats) != len(t_feats):
+        raise ValueError(
+            f"method {method!r} pairs stages one to one: {len(s_feats)} student vs {len(t_feats)} teacher stages."
+        )
+
+
 class CrossEntropy(Distiller):
     """From scratch: CE on labelled examples (target -1 = unlabelled, ignored)."""
 
@@ -98,7 +124,21 @@ class Hint(Hinton):
 
     def __init__(self, cfg, student, teacher):
         super().__init__(cfg, student, teacher)
-        sc, tc = student.feature_channels[cfg.hint_layer], teacher.feature_channels[cfg.hint_layer]
+        for who, m in (("student", student), ("teacher", teacher)):
+            if not hasattr(m, "feature_channels"):
+                raise ValueError(
+                    f"method 'hint' needs a {who} that returns per-stage features (a model with feature_channels, "
+                    f"e.g. lk.build_model('cnn', ...)), got {type(m).__name__}."
+                )
+        i = cfg.hint_layer
+        stages = min(len(student.feature_channels), len(teacher.feature_channels))
+        if isinstance(i, bool) or not isinstance(i, int) or not -stages <= i < stages:
+            raise ValueError(
+                f"hint_layer must be a stage index in {-stages}..{stages - 1} (student "
+                f"{len(student.feature_channels)} stages, teacher {len(teacher.feature_channels)}; -1 = the last), "
+                f"got {i!r}."
+            )
+        sc, tc = student.feature_channels[i], teacher.feature_channels[i]
         spatial = getattr(student, "spatial_features", True) and getattr(teacher, "spatial_features", True)
         self.hint = HintLoss(sc, tc, spatial=spatial)
 
@@ -107,6 +147,7 @@ class Hint(Hinton):
         return [f if j == i else None for j, f in enumerate(t_feats)]
 
     def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        _check_feats("hint", s_feats, t_feats)
         i = self.cfg.hint_layer
         return {
             **super().terms(s_logits, y, t_logits),
@@ -123,6 +164,7 @@ class Attention(Hinton):
         return [attention_map(f) for f in t_feats]  # (B, H_j * W_j) per stage: the maps, not the features
 
     def terms(self, s_logits, y, t_logits=None, s_feats=None, t_feats=None):
+        _check_feats("attention", s_feats, t_feats)
         at = self.cfg.beta * attention_transfer_loss(s_feats, t_feats)  # teacher maps or features
         return {**super().terms(s_logits, y, t_logits), "attention": at}
 

@@ -29,6 +29,7 @@ The weights ``w`` come from a strategy in ``WEIGHTINGS`` (each a small ``nn.Modu
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,9 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_alpha, check_choice, check_positive_int, check_targets, check_temperature
+from ._validate import (
+    check_alpha,
+    check_choice,
+    check_finite,
+    check_logits,
+    check_positive_int,
+    check_targets,
+    check_temperature,
+)
 from .data import ImageData
-from .losses import labelled_cross_entropy
+from .losses import MAX_TEMPERATURE, _kl_rows, labelled_cross_entropy
 from .metrics import batched_outputs
 
 __all__ = [
@@ -63,7 +72,9 @@ def class_subset(data: ImageData, classes: Sequence[int]) -> ImageData:
     (``TeacherEnsemble(..., class_maps=[classes, ...])``). Unlabelled rows (``-1``) are dropped."""
     if not isinstance(data, ImageData):
         raise ValueError(f"class_subset needs an ImageData, got {type(data).__name__}.")
-    idx = _check_class_map(classes, len(list(classes)), data.num_classes)  # (C_k,), distinct, in range
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__len__"):
+        raise ValueError(f"classes must be a sequence of class indices, e.g. [0, 1, 2], got {classes!r}.")
+    idx = _check_class_map(classes, len(classes), data.num_classes)  # (C_k,), distinct, in range
     if len(idx) < 2:
         raise ValueError(f"an expert needs at least 2 classes, got {idx.tolist()}.")
     remap = torch.full((data.num_classes,), -1, dtype=torch.long)
@@ -79,8 +90,13 @@ def class_subset(data: ImageData, classes: Sequence[int]) -> ImageData:
 
 def _check_class_map(class_map: Any, width: int, num_classes: int, k: int | None = None) -> torch.Tensor:
     who = "class_map" if k is None else f"class_maps[{k}]"
-    idx = torch.as_tensor(list(class_map) if not isinstance(class_map, torch.Tensor) else class_map)
-    if idx.dim() != 1 or idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+    try:
+        idx = torch.as_tensor(list(class_map) if not isinstance(class_map, torch.Tensor) else class_map)
+    except (TypeError, ValueError, RuntimeError):  # not iterable, ragged, strings
+        idx = None
+    if idx is not None and idx.dim() == 1 and idx.numel() == 0:
+        raise ValueError(f"{who} is empty: a teacher must know at least one class.")
+    if idx is None or idx.dim() != 1 or idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"{who} must be a sequence of integer class indices, got {class_map!r}.")
     if len(idx) != width:
         raise ValueError(
@@ -101,6 +117,7 @@ def expand_logits(logits: torch.Tensor, class_map: Sequence[int], num_classes: i
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor (batch, teacher_classes), got {_shape(logits)}.")
     idx = _check_class_map(class_map, logits.shape[1], num_classes)
+    check_finite(logits, "logits", allow_neg_inf=True)
     out = logits.new_full((logits.shape[0], num_classes), float("-inf"))
     out[:, idx] = logits
     return out
@@ -122,6 +139,12 @@ def stack_teacher_logits(
             )
     if len({z.shape[0] for z in logits}) != 1:
         raise ValueError(f"teachers disagree on the batch size: {[tuple(z.shape) for z in logits]}.")
+    for k, z in enumerate(logits):
+        check_finite(z, f"teacher {k}'s logits", allow_neg_inf=True)
+    if class_maps is not None and not isinstance(class_maps, (list, tuple)):
+        raise ValueError(
+            f"class_maps must be a list with one entry per teacher (None or a class map), got {class_maps!r}."
+        )
     maps = list(class_maps) if class_maps is not None else [None] * len(logits)
     if len(maps) != len(logits):
         raise ValueError(f"got {len(logits)} teachers but {len(maps)} class maps.")
@@ -147,23 +170,51 @@ def _shape(x: Any) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def _check_stack(teacher_logits: torch.Tensor, student_logits: torch.Tensor | None = None) -> None:
+def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: bool = True) -> None:
+    """A ``(B, K, C)`` float stack whose entries are finite or -inf (a class teacher ``k`` does not know); NaN and
+    +inf are errors naming the teacher and the example, never read as "unknown", and so is a teacher that knows no
+    class of an example (a row of all -inf: there is no distribution to distil, and no weight could be right)."""
     if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.dim() != 3:
         raise ValueError(
             f"teacher logits must be a stack (batch, teachers, classes), got {_shape(teacher_logits)}; "
             "build it with lk.stack_teacher_logits([...])."
         )
+    if not teacher_logits.is_floating_point():
+        raise ValueError(f"teacher logits must be a float stack, got dtype {teacher_logits.dtype}.")
     if teacher_logits.shape[1] == 0:
         raise ValueError("need at least one teacher: the stack has zero teachers.")
-    if not torch.isfinite(teacher_logits).any(dim=-1).all():
-        raise ValueError("every teacher must cover at least one class for every example (a row is all -inf).")
+    if teacher_logits.shape[2] == 0:
+        raise ValueError("the teacher stack has 0 classes: teachers must map onto the student's classes.")
+    if not allow_empty and teacher_logits.shape[0] == 0:
+        raise ValueError(
+            "the teacher stack is an empty batch (0 examples): the mean of no examples is undefined."
+        )
+    z = teacher_logits.detach()
+    bad = torch.isnan(z) | torch.isposinf(z)  # (B, K, C)
+    if bool(bad.any()):
+        b, k, c = (int(i) for i in bad.nonzero()[0])
+        what = "NaN" if bool(torch.isnan(z[b, k, c])) else "+inf"
+        raise ValueError(
+            f"teacher {k} has a {what} logit at example {b}, class {c} (of {int(bad[:, k].sum())} bad entries for "
+            f"that teacher): teacher logits must be finite, or -inf for a class the teacher does not know. A NaN "
+            "or +inf is a broken teacher output, not an unknown class."
+        )
+    dead = torch.isneginf(z).all(dim=-1)  # (B, K)
+    if bool(dead.any()):
+        b, k = (int(i) for i in dead.nonzero()[0])
+        raise ValueError(
+            f"teacher {k} knows no class for example {b} (its logits are all -inf): every teacher must cover at "
+            "least one class (-inf marks the classes it does not know). Check its class map, or leave it out."
+        )
     if student_logits is not None:
         b, k, c = teacher_logits.shape
-        if student_logits.dim() != 2 or student_logits.shape != (b, c):
+        check_logits(student_logits, "student_logits")
+        if student_logits.shape != (b, c):
             raise ValueError(
                 f"student logits {tuple(student_logits.shape)} do not match the teacher stack {(b, k, c)}: "
                 f"the student needs shape ({b}, {c}) (teachers map onto the student's {c} classes)."
             )
+        check_finite(student_logits, "student_logits")
 
 
 def check_weights(weights: torch.Tensor, batch: int, num_teachers: int) -> torch.Tensor:
@@ -172,8 +223,9 @@ def check_weights(weights: torch.Tensor, batch: int, num_teachers: int) -> torch
         raise ValueError(
             f"teacher weights must have shape (batch, teachers) = {(batch, num_teachers)}, got {_shape(weights)}."
         )
-    if not torch.isfinite(weights).all():
-        raise ValueError("teacher weights contain NaN or inf.")
+    if not weights.is_floating_point():
+        raise ValueError(f"teacher weights must be floats (batch, teachers), got dtype {weights.dtype}.")
+    check_finite(weights, "teacher weights")
     if (weights < 0).any():
         raise ValueError(f"teacher weights must be >= 0, got a minimum of {float(weights.min()):.4g}.")
     sums = weights.sum(dim=1)
@@ -217,6 +269,7 @@ def teacher_accuracies(teachers: Any, data: Any) -> list[float]:
         raise ValueError(
             f"labels must index the {c} classes of the stack, got a maximum of {int(labels.max())}."
         )
+    labels = check_targets(labels, n, c)  # int64; -1 = unlabelled
     accs = []
     for j in range(k):
         z = stack[:, j]  # (N, C), -inf outside S_j
@@ -239,19 +292,21 @@ def per_teacher_kl(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """``KL(p_k^T || p_s^T restricted to S_k)`` for every example and teacher: ``(B, C)``, ``(B, K, C)`` ->
-    ``(B, K)``. Float32; no ``T^2`` here (``multi_teacher_kd_loss`` applies it)."""
-    _check_stack(teacher_logits, student_logits)
-    t = check_temperature(temperature)
+    ``(B, K)``, each >= 0. Float32; no ``T^2`` here (``multi_teacher_kd_loss`` applies it). ``S_k``: the classes
+    where teacher ``k``'s logit is not -inf. NaN / +inf logits, a teacher row of all -inf, non-finite student
+    logits and ``temperature > MAX_TEMPERATURE`` are errors."""
+    _check_stack(teacher_logits, student_logits, allow_empty=False)
+    t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     z_t = teacher_logits.detach().float() / t  # (B, K, C)
-    support = torch.isfinite(z_t)  # (B, K, C): the classes each teacher knows
+    support = torch.isfinite(z_t)  # (B, K, C): the classes each teacher knows (NaN / +inf refused above)
     if bool(support.all()):  # every teacher knows every class: one student log-softmax, broadcast over K
         log_p_t = F.log_softmax(z_t, dim=-1)
         log_p_s = F.log_softmax(student_logits.float() / t, dim=-1).unsqueeze(1)  # (B, 1, C)
-        return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)  # (B, K)
+        return _kl_rows(log_p_s.expand_as(log_p_t), log_p_t, None)  # (B, K)
     log_p_t = _masked_log_softmax(z_t.masked_fill(~support, 0.0), support)
     z_s = (student_logits.float() / t).unsqueeze(1).expand_as(z_t)  # (B, K, C)
     log_p_s = _masked_log_softmax(z_s, support)
-    return (log_p_t.exp() * support * (log_p_t - log_p_s)).sum(dim=-1)  # (B, K)
+    return _kl_rows(log_p_s, log_p_t, support)  # (B, K)
 
 
 def multi_teacher_kd_loss(
@@ -269,7 +324,7 @@ def multi_teacher_kd_loss(
     b, k = kl.shape
     w = check_weights(weights, b, k)
     a = check_alpha(alpha)
-    check_targets(targets, b, student_logits.shape[1])
+    targets = check_targets(targets, b, student_logits.shape[1])
     ce = labelled_cross_entropy(student_logits, targets)
     t = float(temperature)
     return (1.0 - a) * ce + a * t * t * (w.detach() * kl).sum(dim=1).mean()
@@ -321,6 +376,17 @@ class Weighting(nn.Module):
         self.num_teachers = check_positive_int(num_teachers, "num_teachers")
         self.aux_loss = torch.zeros(())
 
+    def __call__(self, teacher_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # every strategy (a learner's own subclass too) gets a checked stack and int64 targets
+        _check_stack(teacher_logits)
+        b, k, c = teacher_logits.shape
+        if k != self.num_teachers:
+            raise ValueError(
+                f"this {type(self).__name__} was built for {self.num_teachers} teachers, got a stack of {k} "
+                f"{tuple(teacher_logits.shape)}: build it with make_weighting(name, {k})."
+            )
+        return super().__call__(teacher_logits, check_targets(targets, b, c))
+
     def _uniform(self, b: int, device: torch.device) -> torch.Tensor:
         return torch.full((b, self.num_teachers), 1.0 / self.num_teachers, device=device)
 
@@ -341,7 +407,12 @@ class AccuracyWeights(Weighting):
                 "weighting 'accuracy' needs accuracies=[...], one validation accuracy per teacher, each on "
                 "that teacher's own classes: accuracies=lk.teacher_accuracies(ensemble, val)."
             )
-        acc = torch.as_tensor([float(a) for a in accuracies], dtype=torch.float32)
+        try:
+            acc = torch.as_tensor([float(a) for a in accuracies], dtype=torch.float32)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"accuracies must be a list of numbers in [0, 1], one per teacher, got {accuracies!r}."
+            ) from None
         if len(acc) != num_teachers:
             raise ValueError(f"got {len(acc)} accuracies for {num_teachers} teachers.")
         if not torch.isfinite(acc).all() or (acc < 0).any() or (acc > 1).any() or float(acc.sum()) == 0:
@@ -422,7 +493,17 @@ def make_weighting(name: str, num_teachers: int, **kwargs: Any) -> Weighting:
     """Build a strategy from ``WEIGHTINGS`` (``accuracies=teacher_accuracies(...)`` for ``"accuracy"``, ``tau``
     for ``"confidence"``)."""
     check_choice(name, WEIGHTINGS, "weighting")
-    return WEIGHTINGS[name](num_teachers, **kwargs)
+    cls = WEIGHTINGS[name]
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "num_teachers")]
+    open_ended = any(
+        q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values()
+    )  # a strategy with **kwargs
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown and not open_ended:
+        takes = ", ".join(allowed) if allowed else "no options"
+        raise ValueError(f"weighting {name!r} does not take {', '.join(unknown)}; it takes: {takes}.")
+    return cls(num_teachers, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------ the teachers
@@ -444,7 +525,11 @@ class TeacherEnsemble(nn.Module):
         **weighting_kwargs: Any,
     ) -> None:
         super().__init__()
-        if not isinstance(teachers, (list, tuple)) or len(teachers) == 0:
+        if not isinstance(teachers, (list, tuple)):
+            raise ValueError(
+                f"teachers must be a list of models, got {type(teachers).__name__}; for one teacher pass [teacher]."
+            )
+        if len(teachers) == 0:
             raise ValueError("TeacherEnsemble needs at least one teacher, got zero.")
         if not all(isinstance(t, nn.Module) for t in teachers):
             raise ValueError("every teacher must be an nn.Module.")
@@ -454,7 +539,7 @@ class TeacherEnsemble(nn.Module):
         if len(self.class_maps) != len(teachers):
             raise ValueError(f"got {len(teachers)} teachers but {len(self.class_maps)} class maps.")
         for k, (t, m) in enumerate(zip(teachers, self.class_maps)):
-            width = getattr(t, "num_classes", None)
+            width = getattr(t, "num_classes", getattr(t, "out_features", None))
             if m is None and width is not None and width != num_classes:
                 raise ValueError(
                     f"teacher {k} has {width} classes but the student has {num_classes}: give class_maps[{k}]."
@@ -470,9 +555,16 @@ class TeacherEnsemble(nn.Module):
     def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         if return_features:
             raise ValueError("a TeacherEnsemble gives logits only; feature methods need a single teacher.")
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a tensor of inputs (batch, ...), got {type(x).__name__}.")
         logits = []
-        for t in self.teachers:
-            out = t(x)
+        for k, t in enumerate(self.teachers):
+            try:
+                out = t(x)
+            except RuntimeError as err:  # e.g. an input of the wrong shape for this teacher
+                raise ValueError(
+                    f"teacher {k} ({type(t).__name__}) cannot run on x of shape {tuple(x.shape)}: {err}"
+                ) from err
             logits.append(out[0] if isinstance(out, (tuple, list)) else out)
         return stack_teacher_logits(logits, self.class_maps, self.num_classes)  # (B, K, C)
 

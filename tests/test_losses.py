@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.losses import (
+    MAX_TEMPERATURE,
     OBJECTIVES,
     HintLoss,
     attention_map,
@@ -16,6 +17,8 @@ from labkit.losses import (
     get_objective,
     hinton_kd_loss,
     kd_kl_loss,
+    labelled_cross_entropy,
+    prob_mse_loss,
     soft_targets,
 )
 
@@ -145,7 +148,7 @@ def test_soft_targets_sum_to_one_and_soften():
 def test_kl_properties(s_vals, t_vals, T, shift):
     s, t = torch.tensor([s_vals]), torch.tensor([t_vals])
     kl = kd_kl_loss(s, t, T).item()
-    assert kl >= -1e-5 * T * T  # float32 rounding, scaled by the T^2 factor
+    assert kl >= 0.0  # never negative: rows that round below 0 read 0
     assert kd_kl_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-5)
     assert kd_kl_loss(s + shift, t - shift, T).item() == pytest.approx(kl, rel=1e-3, abs=1e-3)
 
@@ -236,3 +239,123 @@ def test_bad_inputs_raise_clear_errors(call, match):
 def test_non_tensor_logits_type_error():
     with pytest.raises(TypeError, match="torch.Tensor"):
         kd_kl_loss([[0.0, 1.0]], T5)
+
+
+# ------------------------------------------------------------------------------ edge cases of issue #15
+NEG_INF = float("-inf")
+
+
+def test_kd_with_an_unknown_teacher_class_is_the_kl_over_the_known_classes():
+    # labkit's convention: a -inf teacher logit is a class the teacher does not know, probability 0, term 0.
+    # p_t = softmax([ln 3, 0, -inf]) = [0.75, 0.25, 0]; p_s = softmax([0, 0, 0]) = 1/3 each (over ALL classes)
+    s, t = torch.zeros(1, 3, requires_grad=True), torch.tensor([[LN3, 0.0, NEG_INF]])
+    expected = 0.75 * math.log(0.75 * 3) + 0.25 * math.log(0.25 * 3)
+    loss = kd_kl_loss(s, t, temperature=1.0)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)  # was NaN
+    loss.backward()
+    # gradient T (p_s - p_t) / B, with p_t = 0 on the unknown class
+    torch.testing.assert_close(s.grad, torch.tensor([[1 / 3 - 0.75, 1 / 3 - 0.25, 1 / 3]]), atol=1e-6, rtol=0)
+    # at T = 2 the same p_t comes from 2 * [ln 3, 0, -inf]; the loss carries T^2 = 4
+    assert kd_kl_loss(torch.zeros(1, 3), 2 * t, 2.0).item() == pytest.approx(4 * expected, abs=1e-5)
+    # a very negative finite logit is (numerically) the same teacher
+    almost = torch.tensor([[LN3, 0.0, -1e4]])
+    assert kd_kl_loss(torch.zeros(1, 3), almost, 1.0).item() == pytest.approx(expected, abs=1e-6)
+    # mixed batch: rows with and without unknown classes
+    s2, t2 = torch.randn(3, 4), torch.randn(3, 4)
+    t2[1, 3] = NEG_INF
+    ref = torch.stack([kd_kl_loss(s2[i : i + 1], t2[i : i + 1], 3.0) for i in range(3)]).mean()
+    assert kd_kl_loss(s2, t2, 3.0).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert math.isfinite(hinton_kd_loss(s2, t2, torch.tensor([0, 1, -1]), 3.0, 0.5).item())
+
+
+def test_kd_student_minus_inf_is_allowed_only_where_the_teacher_is():
+    s, t = torch.tensor([[0.0, 0.0, NEG_INF]]), torch.tensor([[LN3, 0.0, NEG_INF]])
+    # both -inf on class 2: the student's p_s = [0.5, 0.5, 0]
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert kd_kl_loss(s, t, 1.0).item() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="student_logits is -inf at row 0, class 1, where the teacher gives"):
+        kd_kl_loss(torch.tensor([[0.0, NEG_INF, 0.0]]), t, 1.0)  # KL would be +inf, not NaN
+
+
+def test_kd_is_never_negative_and_keeps_its_gradient_at_the_largest_temperature():
+    g = torch.Generator().manual_seed(7)
+    s0 = torch.randn(256, 10, generator=g)
+    t = s0 + 1e-3 * torch.randn(256, 10, generator=g)  # nearly equal: float32 rounding dominates the KL
+    for T in (10.0, 50.0, MAX_TEMPERATURE):
+        s = s0.clone().requires_grad_(True)
+        loss = kd_kl_loss(s, t, T)
+        assert loss.item() >= 0.0  # unclamped, this batch gives negative "KL" rows
+        loss.backward()
+        expected = T * (F.softmax(s0 / T, 1) - F.softmax(t / T, 1)) / 256  # the clamp is straight-through
+        torch.testing.assert_close(s.grad, expected, atol=1e-7, rtol=1e-3)
+    with pytest.raises(ValueError, match="temperature must be at most 100"):
+        kd_kl_loss(s0, t, 1e6)  # was a "KL" of about -3.8e5
+
+
+def test_large_temperature_limit_is_logit_matching():
+    # Hinton et al. (2015), Sec. 2.1: T^2 KL -> (1 / 2K) sum_c (dz_c - mean dz)^2 as T grows (zero-mean logits)
+    g = torch.Generator().manual_seed(8)
+    s, t = torch.randn(64, 10, generator=g), torch.randn(64, 10, generator=g)
+    d = (t - s) - (t - s).mean(1, keepdim=True)
+    limit = (d.pow(2).sum(1) / (2 * 10)).mean()
+    assert kd_kl_loss(s, t, MAX_TEMPERATURE).item() == pytest.approx(limit.item(), rel=0.05)
+
+
+def test_empty_batches_are_errors_not_nan():
+    for call in (
+        lambda: kd_kl_loss(torch.zeros(0, 3), torch.zeros(0, 3)),
+        lambda: hinton_kd_loss(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
+        lambda: labelled_cross_entropy(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
+        lambda: prob_mse_loss(torch.zeros(0, 3), torch.zeros(0, 3)),
+    ):
+        with pytest.raises(ValueError, match="empty batch"):
+            call()
+    assert soft_targets(torch.zeros(0, 3)).shape == (0, 3)  # a transform, not a mean: empty in, empty out
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("who", ["student_logits", "teacher_logits"])
+def test_nan_and_plus_inf_logits_name_the_argument(bad, who):
+    s, t = torch.randn(3, 4), torch.randn(3, 4)
+    (s if who == "student_logits" else t)[2, 1] = bad
+    kind = "NaN" if bad != bad else r"\+inf"
+    for fn in (
+        lambda: kd_kl_loss(s, t, 2.0),
+        lambda: hinton_kd_loss(s, t, torch.tensor([0, 1, 2]), 2.0, 0.5),
+        lambda: prob_mse_loss(s, t, 2.0),
+    ):
+        with pytest.raises(ValueError, match=rf"{who} must hold .*1 {kind} .*first at index \(2, 1\)"):
+            fn()
+
+
+def test_labelled_cross_entropy_validates_its_labels():
+    z = torch.randn(4, 3)
+    y = torch.tensor([0, 2, -1, 1])
+    ref = F.cross_entropy(z[y >= 0], y[y >= 0])
+    assert labelled_cross_entropy(z, y).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert labelled_cross_entropy(z, y.to(torch.int32)).item() == pytest.approx(ref.item(), rel=1e-6)
+    with pytest.raises(
+        ValueError, match=r"-1 \(unlabelled\) or 0..2, got values in \[-100, 2\].*not PyTorch's ignore_index"
+    ):
+        labelled_cross_entropy(z, torch.tensor([0, 2, -100, 1]))
+    with pytest.raises(ValueError, match=r"0..2, got values in \[0, 3\]"):
+        labelled_cross_entropy(z, torch.tensor([0, 3, 1, 1]))
+    with pytest.raises(ValueError, match="integer class indices, got dtype torch.float32"):
+        labelled_cross_entropy(z, y.float())
+    with pytest.raises(ValueError, match="3 entries but the logits have batch size 4"):
+        labelled_cross_entropy(z, y[:3])
+    masked = z.clone()
+    masked[1, 0] = NEG_INF  # a masked class that is not the label: fine
+    assert math.isfinite(labelled_cross_entropy(masked, y).item())
+    masked[1, 2] = NEG_INF  # row 1's label is 2
+    with pytest.raises(ValueError, match="row 1 is -inf at its own label 2"):
+        labelled_cross_entropy(masked, y)
+    zero = labelled_cross_entropy(z.requires_grad_(True), torch.full((4,), -1))
+    assert zero.item() == 0.0 and zero.requires_grad  # a batch without labels: 0 that keeps the graph
+
+
+def test_soft_targets_minus_inf_is_probability_zero():
+    p = soft_targets(torch.tensor([[0.0, 0.0, NEG_INF]]), 3.0)
+    torch.testing.assert_close(p, torch.tensor([[0.5, 0.5, 0.0]]))
+    with pytest.raises(ValueError, match="-inf for every class"):
+        soft_targets(torch.full((1, 3), NEG_INF))

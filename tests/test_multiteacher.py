@@ -416,3 +416,68 @@ def test_multi_teacher_loss_finite_in_low_precision_with_extreme_logits(dtype, T
         loss = lk.multi_teacher_kd_loss(s, z, torch.arange(8) % 10, w, temperature=T, alpha=0.5)
         (grad,) = torch.autograd.grad(loss, s)
         assert torch.isfinite(loss) and torch.isfinite(grad).all(), name
+
+
+# -------------------------------------------------------------- issue #15 item 4: NaN / +inf are not "unknown"
+@pytest.mark.parametrize("bad, kind", [(float("nan"), "NaN"), (float("inf"), r"\+inf")])
+def test_nan_or_plus_inf_teacher_logit_is_an_error_naming_teacher_and_example(bad, kind):
+    s, y, w = torch.randn(3, 4), torch.tensor([0, 1, -1]), torch.full((3, 2), 0.5)
+    z = torch.randn(3, 2, 4)
+    z[2, 1, 3] = bad  # teacher 1, example 2, class 3
+    message = rf"teacher 1 has a {kind} logit at example 2, class 3 .*finite, or -inf for a class the teacher"
+    with pytest.raises(ValueError, match=message):
+        lk.multi_teacher_kd_loss(s, z, y, w)  # was a finite loss, the class read as unknown
+    with pytest.raises(ValueError, match=message):
+        lk.per_teacher_kl(s, z, 4.0)
+    with pytest.raises(ValueError, match=message):
+        lk.fuse_teachers(z)
+    with pytest.raises(ValueError, match=message):
+        lk.make_weighting("confidence", 2)(z, y)
+    # before the stack: the list of teacher logits names the teacher too
+    with pytest.raises(ValueError, match=rf"teacher 1's logits must hold .*{kind}"):
+        lk.stack_teacher_logits([z[:, 0], z[:, 1]])
+
+
+def test_a_teacher_row_of_all_minus_inf_is_an_error_not_a_zero_weight():
+    # A teacher that knows no class of an example has no distribution to distil; giving it weight 0 would silently
+    # renormalise the strategy's weights. Every expert knows at least one class, so such a row is a bug upstream.
+    s, y, w = torch.randn(3, 4), torch.tensor([0, 1, -1]), torch.full((3, 2), 0.5)
+    z = torch.randn(3, 2, 4)
+    z[1, 0] = float("-inf")
+    with pytest.raises(ValueError, match="teacher 0 knows no class for example 1 .*all -inf"):
+        lk.multi_teacher_kd_loss(s, z, y, w)
+    with pytest.raises(ValueError, match="at least one class"):
+        lk.expand_logits(torch.randn(3, 0), [], 4)  # a teacher of no classes cannot be built either
+
+
+def test_minus_inf_still_means_unknown_and_valid_stacks_are_unchanged():
+    s = torch.tensor([[1.0, 2.0, 0.5, -1.0]])
+    z = lk.stack_teacher_logits([torch.tensor([[3.0, 0.0]])], class_maps=[[1, 3]], num_classes=4)
+    p_t, p_s = F.softmax(torch.tensor([3.0, 0.0]), -1), F.softmax(s[0, [1, 3]], -1)
+    kl = lk.per_teacher_kl(s, z, 1.0)[0, 0]
+    assert kl.item() == pytest.approx((p_t * (p_t / p_s).log()).sum().item(), abs=1e-6)
+
+
+def test_per_teacher_kl_is_never_negative_and_temperature_is_bounded():
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(128, 10, generator=g)
+    z = torch.stack([s + 1e-3 * torch.randn(128, 10, generator=g) for _ in range(2)], 1)  # near copies
+    z[:, 1, 5:] = float("-inf")  # teacher 1 knows classes 0-4
+    for t in (20.0, 100.0):
+        assert (lk.per_teacher_kl(s, z, t) >= 0).all()
+    with pytest.raises(ValueError, match="at most 100"):
+        lk.multi_teacher_kd_loss(s, z, torch.full((128,), -1), torch.full((128, 2), 0.5), temperature=1e6)
+
+
+def test_weightings_check_their_stack_and_targets():
+    z, y = torch.randn(4, 2, 5), torch.tensor([0, 4, -1, 2])
+    for name in ("uniform", "confidence", "label", "learned"):
+        with pytest.raises(ValueError, match="built for 3 teachers, got a stack of 2"):
+            lk.make_weighting(name, 3)(z, y)
+        with pytest.raises(ValueError, match=r"-1 \(unlabelled\) or 0..4"):
+            lk.make_weighting(name, 2)(z, torch.tensor([0, 9, -1, 2]))
+        torch.testing.assert_close(lk.make_weighting(name, 2)(z, y.int()), lk.make_weighting(name, 2)(z, y))
+    with pytest.raises(ValueError, match="weighting 'uniform' does not take tau; it takes: no options"):
+        lk.make_weighting("uniform", 2, tau=2.0)
+    with pytest.raises(ValueError, match="weighting 'confidence' does not take accuracies; it takes: tau"):
+        lk.TeacherEnsemble([torch.nn.Linear(2, 5)] * 2, 5, weighting="confidence", accuracies=[0.5, 0.5])
