@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "all_finite",
     "check_alpha",
     "check_choice",
     "check_class_counts",
@@ -32,6 +33,13 @@ __all__ = [
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """True when every entry of every (floating) tensor is finite: one reduction per tensor and a single host
+    sync, the fast path of the value checks in a training step (the detailed checks run only when it is False)."""
+    flags = [torch.isfinite(t.detach()).all() for t in tensors if t.is_floating_point() and t.numel()]
+    return not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
 
 
 def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
@@ -194,6 +202,8 @@ def check_logit_values(
     """Logit values: NaN and +inf are errors; -inf (probability 0: a class that is masked or unknown) is allowed
     when ``allow_neg_inf``, but not in every class of a row, which would leave no distribution (softmax of
     all -inf is NaN). ``logits`` is a float tensor ``(..., num_classes)`` (already shape-checked)."""
+    if all_finite(logits):  # the common case: one host sync
+        return logits
     check_finite(logits, name, allow_neg_inf=allow_neg_inf)
     if allow_neg_inf and logits.numel():
         dead = torch.isneginf(logits).all(dim=-1)  # (...,)
@@ -239,19 +249,19 @@ def check_targets(targets: Any, batch: int, num_classes: int, allow_unlabelled: 
         raise ValueError(f"targets has {targets.numel()} entries but the logits have batch size {batch}.")
     targets = targets.long()  # int32 / int16 / uint8 -> int64, what F.cross_entropy and gather need
     low = -1 if allow_unlabelled else 0
-    if targets.numel() and (int(targets.min()) < low or int(targets.max()) >= num_classes):
+    lo, hi = (
+        torch.stack([targets.min(), targets.max()]).tolist() if targets.numel() else (low, low)
+    )  # one sync
+    if lo < low or hi >= num_classes:
         allowed = f"-1 (unlabelled) or 0..{num_classes - 1}" if allow_unlabelled else f"0..{num_classes - 1}"
         hint = ""
-        if int(targets.min()) < low:
+        if lo < low:
             hint = (
                 " labkit marks an unlabelled example with -1 (not PyTorch's ignore_index -100)."
                 if allow_unlabelled
                 else " Every example needs a label here."
             )
-        raise ValueError(
-            f"targets must be class indices in {allowed}, got values in [{int(targets.min())}, "
-            f"{int(targets.max())}].{hint}"
-        )
+        raise ValueError(f"targets must be class indices in {allowed}, got values in [{lo}, {hi}].{hint}")
     return targets
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import (
+    all_finite,
     check_alpha,
     check_choice,
     check_finite,
@@ -79,25 +80,31 @@ def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
     empty batch, NaN or ``+inf`` logits, and a ``-inf`` logit at a row's own label (an infinite loss) are errors.
     """
     check_logits(logits, "logits", allow_empty=False)
-    check_logit_values(logits, "logits")
-    targets = check_targets(targets, logits.shape[0], logits.shape[1])
+    finite = all_finite(logits)
+    if not finite:
+        check_logit_values(logits, "logits")
+    return _labelled_ce(logits, check_targets(targets, logits.shape[0], logits.shape[1]), finite)
+
+
+def _labelled_ce(logits: torch.Tensor, targets: torch.Tensor, finite: bool) -> torch.Tensor:
+    # logits and int64 targets already checked; ``finite=False``: some logit is -inf, never at a row's label
     labelled = targets >= 0  # (B,)
     if not bool(labelled.any()):
         return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
-    at_label = logits[labelled].gather(1, targets[labelled].unsqueeze(1)).squeeze(1)  # (B_l,)
-    if bool(torch.isneginf(at_label).any()):
-        row = int(labelled.nonzero().squeeze(1)[torch.isneginf(at_label)][0])
-        raise ValueError(
-            f"logits: row {row} is -inf at its own label {int(targets[row])}, so its cross-entropy is infinite; "
-            "a masked (-inf) class cannot be a target."
-        )
+    if not finite:
+        at_label = logits[labelled].gather(1, targets[labelled].unsqueeze(1)).squeeze(1)  # (B_l,)
+        if bool(torch.isneginf(at_label).any()):
+            row = int(labelled.nonzero().squeeze(1)[torch.isneginf(at_label)][0])
+            raise ValueError(
+                f"logits: row {row} is -inf at its own label {int(targets[row])}, so its cross-entropy is "
+                "infinite; a masked (-inf) class cannot be a target."
+            )
     return F.cross_entropy(logits[labelled].float(), targets[labelled])
 
 
-def _check_kd_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Shapes and values of a student/teacher pair for a KL; returns the teacher's support ``(B, K)`` (False where
-    its logit is -inf: a class the teacher does not know, probability 0)."""
-    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
+def _check_kd_values(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Values of a student/teacher pair that are not all finite; returns the teacher's support ``(B, K)`` (False
+    where its logit is -inf: a class the teacher does not know, probability 0)."""
     check_logit_values(teacher_logits, "teacher_logits")
     check_logit_values(student_logits, "student_logits")
     support = ~torch.isneginf(teacher_logits.detach())  # (B, K)
@@ -144,11 +151,15 @@ def kd_kl_loss(
     ``temperature > MAX_TEMPERATURE`` (where float32 cannot resolve the KL) are errors. The value is never
     negative (rows that round below 0 read 0).
     """
-    support = _check_kd_pair(student_logits, teacher_logits)
+    check_logits_pair(student_logits, teacher_logits, allow_empty=False)
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
+    finite = all_finite(student_logits, teacher_logits)  # one host sync on the common path
+    support = (
+        None if finite else _check_kd_values(student_logits, teacher_logits)
+    )  # (B, K): teacher's classes
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, K)
     log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, K)
-    kl = _kl_rows(log_p_s, log_p_t, None if bool(support.all()) else support)  # (B,)
+    kl = _kl_rows(log_p_s, log_p_t, support)  # (B,)
     return kl.mean() * (t * t)
 
 
@@ -237,7 +248,7 @@ def hinton_kd_terms(
     a = check_alpha(alpha)
     targets = check_targets(targets, student_logits.shape[0], student_logits.shape[1])
     kd = kd_kl_loss(student_logits, teacher_logits, temperature)  # checks values and temperature first
-    ce = labelled_cross_entropy(student_logits, targets)
+    ce = _labelled_ce(student_logits, targets, all_finite(student_logits))
     return {"ce": (1.0 - a) * ce, "kd": a * kd}
 
 
@@ -398,8 +409,9 @@ def prob_mse_loss(
     Caruana (2014) regressed logits rather than probabilities.
     """
     check_logits_pair(student_logits, teacher_logits, allow_empty=False)
-    check_logit_values(student_logits, "student_logits")
-    check_logit_values(teacher_logits, "teacher_logits")
+    if not all_finite(student_logits, teacher_logits):
+        check_logit_values(student_logits, "student_logits")
+        check_logit_values(teacher_logits, "teacher_logits")
     t = check_temperature(temperature)
     p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
     p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
@@ -420,7 +432,7 @@ def label_distillation_loss(
     a = check_alpha(alpha)
     targets = check_targets(targets, student_logits.shape[0], student_logits.shape[1])
     mse = prob_mse_loss(student_logits, teacher_logits, temperature)  # checks values and temperature first
-    return (1.0 - a) * labelled_cross_entropy(student_logits, targets) + a * mse
+    return (1.0 - a) * _labelled_ce(student_logits, targets, all_finite(student_logits)) + a * mse
 
 
 def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -445,7 +457,7 @@ def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature:
     losses = []
     for i, z in enumerate(logits):
         kl = sum(kd_kl_loss(z, other, t) for j, other in enumerate(logits) if j != i)  # others detached
-        losses.append(labelled_cross_entropy(z, targets) + kl / (k - 1))
+        losses.append(_labelled_ce(z, targets, True) + kl / (k - 1))  # peers checked finite above
     return torch.stack(losses)  # (K,)
 
 

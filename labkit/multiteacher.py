@@ -47,7 +47,7 @@ from ._validate import (
     check_temperature,
 )
 from .data import ImageData
-from .losses import MAX_TEMPERATURE, _kl_rows, labelled_cross_entropy
+from .losses import MAX_TEMPERATURE, _kl_rows, _labelled_ce
 from .metrics import batched_outputs
 
 __all__ = [
@@ -191,7 +191,11 @@ def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: b
         )
     z = teacher_logits.detach()
     bad = torch.isnan(z) | torch.isposinf(z)  # (B, K, C)
-    if bool(bad.any()):
+    dead = torch.isneginf(z).all(dim=-1)  # (B, K)
+    any_bad, any_dead = (
+        torch.stack([bad.any(), dead.any()]).tolist() if z.numel() else (False, False)
+    )  # one sync
+    if any_bad:
         b, k, c = (int(i) for i in bad.nonzero()[0])
         what = "NaN" if bool(torch.isnan(z[b, k, c])) else "+inf"
         raise ValueError(
@@ -199,8 +203,7 @@ def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: b
             f"that teacher): teacher logits must be finite, or -inf for a class the teacher does not know. A NaN "
             "or +inf is a broken teacher output, not an unknown class."
         )
-    dead = torch.isneginf(z).all(dim=-1)  # (B, K)
-    if bool(dead.any()):
+    if any_dead:
         b, k = (int(i) for i in dead.nonzero()[0])
         raise ValueError(
             f"teacher {k} knows no class for example {b} (its logits are all -inf): every teacher must cover at "
@@ -325,7 +328,7 @@ def multi_teacher_kd_loss(
     w = check_weights(weights, b, k)
     a = check_alpha(alpha)
     targets = check_targets(targets, b, student_logits.shape[1])
-    ce = labelled_cross_entropy(student_logits, targets)
+    ce = _labelled_ce(student_logits, targets, True)  # student checked finite by per_teacher_kl
     t = float(temperature)
     return (1.0 - a) * ce + a * t * t * (w.detach() * kl).sum(dim=1).mean()
 
