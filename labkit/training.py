@@ -68,8 +68,12 @@ __all__ = [
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (all devices); with ``deterministic`` also pin cuDNN's algorithms."""
-    check_positive_int(seed, "seed", minimum=0)
+    """Seed Python, NumPy and torch (all devices); with ``deterministic`` also pin cuDNN's algorithms.
+
+    ``seed``: an integer in ``[0, 2**32)`` (NumPy's range; numpy integers too)."""
+    seed = _check_seed(seed)
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise TypeError(f"deterministic must be True or False, got {deterministic!r}.")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA and MPS generators too
@@ -78,27 +82,48 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _check_seed(seed: object, name: str = "seed") -> int:
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {seed!r} ({type(seed).__name__}).")
+    return seed
+
+
 def get_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU; an explicit choice is checked to exist."""
     if isinstance(device, torch.device):
-        return device
+        device, given = str(device), device
+    elif isinstance(device, str):
+        given = None
+    else:
+        raise TypeError(
+            f"device must be a str ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') or a torch.device, got {device!r}."
+        )
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = device.split(":")[0]
+    kind, _, index = device.partition(":")
     check_choice(kind, ("auto", "cpu", "cuda", "mps"), "device")
+    if index and (not index.isdigit() or kind == "auto"):
+        raise ValueError(f"device {device!r}: the part after ':' must be a device number, e.g. 'cuda:0'.")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} was asked for but no CUDA GPU is available; use 'auto' or 'cpu'."
+        )
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            f"numbered from 0."
         )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(
             f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'."
         )
-    return torch.device(device)
+    return given if given is not None else torch.device(device)
 
 
 @dataclass
@@ -121,7 +146,7 @@ class TrainConfig:
     hint_layer: int = -1  # which stage pairs for FitNets hints (student and teacher stage index)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # autocast on CUDA only (bf16 where supported, else fp16 with a grad scaler)
+    amp: bool = True  # autocast on CUDA only: bf16 on compute capability >= 8.0, else fp16 with a grad scaler
     cache_teacher: bool = True  # teacher logits (and the features a method needs) once, not with augment
     augment: bool = False  # random crop + flip on the device each step (labkit.data.random_crop_flip)
     progress: bool = True
@@ -172,9 +197,23 @@ class History:
 
 
 # --------------------------------------------------------------------------------------------- the loop
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on CUDA: bf16 on compute capability 8.0 and above (Ampere on), where it runs at full
+    speed and needs no loss scaling; fp16 below (e.g. a T4, 7.5), where recent torch reports bf16 as supported
+    but emulates it, slower than fp32. None off CUDA (no autocast there)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if tuple(torch.cuda.get_device_capability(device)) >= (8, 0) else torch.float16
+
+
+def _use_scaler(device: torch.device, amp: bool) -> bool:
+    """fp16 needs a GradScaler (small gradients underflow to 0 in fp16); bf16 has fp32's range and needs none."""
+    return bool(amp) and _amp_dtype(device) == torch.float16
+
+
 def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = _amp_dtype(device) if enabled else None
+    if dtype is not None:
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device.type, enabled=False)
 
@@ -200,7 +239,65 @@ def _check_pair(student: nn.Module, teacher: nn.Module | None, method: str, trai
                 )
 
 
-def _checkpoint_state(student, distiller, opt, sched, epoch, history) -> dict:
+# What a checkpoint belongs to: the fields of TrainConfig that change the weights it holds (progress, device,
+# accelerate and cache_teacher change them by float rounding at most, so a run may resume with other values).
+_RUN_FIELDS = ("epochs", "steps", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "temperature",
+               "alpha", "beta", "hint_layer", "seed", "amp", "augment")  # fmt: skip
+
+
+def _shapes(module: nn.Module) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in module.state_dict().items()}
+
+
+def _run_record(student, distiller, opt, cfg, method, train, teacher, teacher_logits, steps) -> dict:
+    """Everything a resumed run must share with the run that wrote the checkpoint (JSON-able)."""
+    return {
+        "student": type(student).__name__,
+        "student tensors": _shapes(student),
+        "distiller tensors": _shapes(distiller),
+        "optimizer": type(opt).__name__,
+        "method": method,
+        **{f"config.{k}": getattr(cfg, k) for k in _RUN_FIELDS},
+        "total steps": steps,
+        "data": f"{train.name}, {len(train)} examples, content {_fingerprint(train)}",
+        "teacher": None if teacher is None else f"{type(teacher).__name__} weights {_state_hash(teacher)}",
+        "teacher_logits": None if teacher_logits is None else _tensor_hash(teacher_logits),
+    }
+
+
+def _check_run(path: Path, saved: str | None, now: dict) -> None:
+    fresh = f"To start fresh, delete {path} or pass another checkpoint= path."
+    if saved is None:
+        raise ValueError(
+            f"checkpoint {path} was written by an older labkit and does not record which run it belongs to, so it "
+            f"cannot be resumed safely. {fresh}"
+        )
+    old = json.loads(saved)
+    now = json.loads(json.dumps(now))  # tuples -> lists, as stored
+    diff = [k for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
+    if diff:
+        lines = "; ".join(_difference(k, old.get(k), now.get(k)) for k in diff)
+        raise ValueError(
+            f"checkpoint {path} belongs to another run; it differs in {lines}. Resuming it would train a mix of "
+            f"two runs. {fresh}"
+        )
+
+
+def _difference(key: str, old: object, now: object) -> str:
+    if isinstance(old, dict) and isinstance(now, dict):  # tensor shapes: the tensors that differ
+        names = [k for k in {**old, **now} if old.get(k) != now.get(k)]
+        parts = [f"{k} {old.get(k, 'absent')} vs {now.get(k, 'absent')}" for k in names[:3]]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{key} (checkpoint vs now): {', '.join(parts)}{more}"
+    return f"{key}: {_short(old)} (checkpoint) vs {_short(now)} (now)"
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _checkpoint_state(student, distiller, opt, sched, epoch, history, run: dict) -> dict:
     return {
         "student": student.state_dict(),
         "distiller": distiller.state_dict(),
@@ -208,11 +305,23 @@ def _checkpoint_state(student, distiller, opt, sched, epoch, history) -> dict:
         "scheduler": sched.state_dict(),
         "epoch": epoch,
         "history": json.dumps(history.records),
+        "run": json.dumps(run),
         "rng_cpu": torch.get_rng_state(),
+        # one state per GPU (dropout, random layers on the device); [] on a machine without CUDA
+        "rng_cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
     }
 
 
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["rng_cpu"])
+    cuda = state.get("rng_cuda") or []
+    if cuda and torch.cuda.is_available():  # a checkpoint from another machine may have more GPUs
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
 def _load_checkpoint(path: Path) -> dict:
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory; pass a file path, e.g. {path / 'run.pt'}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file: never a silent partial load
@@ -220,10 +329,38 @@ def _load_checkpoint(path: Path) -> dict:
             f"checkpoint {path} is corrupted or not a labkit training checkpoint ({type(err).__name__}: {err}). "
             "Delete it to train from scratch."
         ) from None
-    missing = {"student", "optimizer", "epoch", "history"} - set(state)
+    if not isinstance(state, dict):
+        raise RuntimeError(
+            f"checkpoint {path} is not a labkit training checkpoint (it holds a {type(state).__name__}, not a "
+            "dict). Delete it or pass another checkpoint= path to train from scratch."
+        )
+    missing = {"student", "distiller", "optimizer", "scheduler", "epoch", "history", "rng_cpu"} - set(state)
     if missing:
-        raise RuntimeError(f"checkpoint {path} lacks {sorted(missing)}; delete it to train from scratch.")
+        raise RuntimeError(
+            f"checkpoint {path} lacks {sorted(missing)}; delete it or pass another checkpoint= path to train from "
+            "scratch."
+        )
     return state
+
+
+def _check_writable(
+    path: Path, what: str, is_dir: bool = False, example: str = "run.pt", when: str = "training"
+) -> None:
+    """Fail before training, not after it, when ``path`` (a file, or a folder with ``is_dir``) cannot be written:
+    a parent that is a file, a folder without write permission, a read-only file system. Creates the folders."""
+    folder = path if is_dir else path.parent
+    if not is_dir and path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; pass a file path inside it, e.g. {path / example}.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".labkit-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"{what} {path} cannot be written ({type(err).__name__}: {err.strerror or err}); found before "
+            f"{when}. Pass a path in a folder you can write to."
+        ) from None
 
 
 def fit(
@@ -245,11 +382,16 @@ def fit(
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch (raise to stop); under a multi-process
     launcher they run in every process, and ``record`` holds the totals over all processes.
     """
-    cfg = config or TrainConfig()
-    check_choice(method, METHODS, "method")
+    cfg = _check_fit_inputs(
+        student, train, method, teacher, config, val, teacher_logits, checkpoint, callbacks
+    )
     _check_pair(student, teacher, method, train)
+    ckpt = Path(checkpoint).expanduser() if checkpoint is not None else None
     acc = make_accelerator(cfg)
     device = acc.device if acc is not None else get_device(cfg.device)
+    main = acc is None or acc.is_main_process
+    if ckpt is not None and main:  # found now, not after the first epoch's training
+        _check_writable(ckpt, "checkpoint")
     Method = METHODS[method]
     seed_everything(cfg.seed)
 
@@ -267,6 +409,7 @@ def fit(
         )
     if cfg.augment and min(train.in_shape[1:]) < 8:
         raise ValueError(f"augment=True needs images of at least 8x8 pixels; this data is {train.in_shape}.")
+    given_logits = teacher_logits  # what the learner passed (part of the run a checkpoint belongs to)
     # Teacher logits once, when the method needs only logits and there is no augmentation.
     if (
         Method.needs_teacher
@@ -303,8 +446,7 @@ def fit(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda or (lambda s: 1.0))
     if acc is None:
-        use_scaler = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        scaler = torch.amp.GradScaler("cuda", enabled=_use_scaler(device, cfg.amp))
         s_model, d_model = student, distiller
         autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
         backward = lambda loss: scaler.scale(loss).backward()  # noqa: E731
@@ -320,28 +462,34 @@ def fit(
         autocast, backward, step = acc.autocast, acc.backward, opt.step
 
     history, start = History(), 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
+    run = None
+    if ckpt is not None:  # what the checkpoint belongs to: a resumed run must be this very run
+        run = _run_record(student, distiller, opt, cfg, method, train, teacher, given_logits, steps)
     if ckpt is not None and ckpt.exists():
         state = _load_checkpoint(ckpt)
+        _check_run(ckpt, state.get("run"), run)
         student.load_state_dict(state["student"])
         distiller.load_state_dict(state["distiller"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
+        _restore_rng(state)
         history, start = History(json.loads(state["history"])), int(state["epoch"])
         print(f"[labkit] resumed from {ckpt} after epoch {start}/{epochs}")
 
     from tqdm.auto import tqdm
 
     aug_gen = torch.Generator(device=device) if cfg.augment else None
-    main = acc is None or acc.is_main_process
     bar = tqdm(
         range(start, epochs), desc=f"{method} student", disable=not (cfg.progress and main), leave=False
     )
     for epoch in bar:
         student.train()
-        t0, total, correct, seen, labelled_seen = time.perf_counter(), 0.0, 0, 0, 0
-        part_sums: dict[str, torch.Tensor] = {}  # weighted loss parts, summed on the device (no host sync)
+        t0, seen = time.perf_counter(), 0
+        # Sums over the epoch, on the device: no host sync per step, one at the epoch's end (.tolist below)
+        total = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss x batch size
+        correct = torch.zeros((), dtype=torch.int64, device=device)  # labelled examples predicted right
+        labelled_seen = torch.zeros((), dtype=torch.int64, device=device)
+        part_sums: dict[str, torch.Tensor] = {}  # weighted loss parts x batch size
         epoch_steps = min(per_epoch, steps - epoch * per_epoch)
         tensors = (x, y) if teacher_logits is None else (x, y, teacher_logits)
         if feature_cache is not None:
@@ -377,35 +525,42 @@ def fit(
                     if Method.needs_features:
                         t_feats = distiller.teacher_features(t_feats)
                 loss = d_model(s_logits, yb, t_logits, s_feats, t_feats)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}: lower the learning rate ({cfg.lr}) or "
-                    "check the inputs for NaN/inf (see the README's Troubleshooting section)."
-                )
             opt.zero_grad(set_to_none=True)
             backward(loss * share)  # share = 1 in one process
+            bad = ~torch.isfinite(
+                loss.detach()
+            )  # on the device: a NaN/inf loss steps with zero gradients, so the
+            for p in params:  # weights stay finite until the epoch's end reports it (no host sync here)
+                if p.grad is not None:
+                    p.grad.masked_fill_(bad, 0.0)
             step()
             sched.step()
-            mask = yb >= 0
             for name, part in distiller.parts.items():
                 part_sums[name] = part_sums.get(name, 0.0) + part.float() * len(xb)
-            total += loss.item() * len(xb)
-            correct += int((s_logits.argmax(1)[mask] == yb[mask]).sum())
-            seen, labelled_seen = seen + len(xb), labelled_seen + int(mask.sum())
+            total += loss.detach().double() * len(xb)  # NaN / inf propagate: checked once, below
+            correct += (s_logits.detach().argmax(1) == yb).sum()  # unlabelled rows (-1) never match
+            labelled_seen += (yb >= 0).sum()
+            seen += len(xb)
+        sums = torch.stack(
+            [total, correct.double(), labelled_seen.double(), *(torch.as_tensor(v).double() for v in part_sums.values())]
+        )  # fmt: skip
+        sums = torch.cat([sums.to(device), torch.tensor([float(seen)], dtype=torch.float64, device=device)])
         if acc is not None and acc.num_processes > 1:  # totals over every process's share
-            sums = acc.reduce(
-                torch.tensor([total, correct, seen, labelled_seen], device=device, dtype=torch.float64)
+            sums = acc.reduce(sums)
+        total, correct, labelled_seen, *parts, seen = sums.tolist()  # the epoch's one host sync
+        if not math.isfinite(total):  # a NaN or inf loss at any step makes the epoch's sum NaN or inf
+            raise FloatingPointError(
+                f"loss became {total / max(seen, 1)} at epoch {epoch + 1}: lower the learning rate ({cfg.lr}) "
+                "or check the inputs for NaN/inf (see the README's Troubleshooting section). Its steps with a "
+                "non-finite loss took zero gradients, so the student's weights stay finite"
+                + (f"; the checkpoint {ckpt} keeps the last good epoch." if ckpt is not None else ".")
             )
-            total, correct, seen, labelled_seen = sums[0].item(), *(int(v) for v in sums[1:].tolist())
-            part_sums = {
-                k: acc.reduce(torch.as_tensor(v, device=device, dtype=torch.float64))
-                for k, v in part_sums.items()
-            }
+        seen = int(seen)
         record = {
             "epoch": epoch + 1,
             "train_loss": total / max(seen, 1),
             "train_accuracy": correct / labelled_seen if labelled_seen else float("nan"),
-            **{f"loss_{name}": float(v) / max(seen, 1) for name, v in part_sums.items()},
+            **{f"loss_{name}": v / max(seen, 1) for name, v in zip(part_sums, parts)},
             "seconds": time.perf_counter() - t0,
         }
         if val is not None:
@@ -415,7 +570,7 @@ def fit(
             loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}"
         )
         if ckpt is not None and main:  # atomic: a kill mid-write never leaves a half checkpoint
-            state = _checkpoint_state(student, distiller, opt, sched, epoch + 1, history)
+            state = _checkpoint_state(student, distiller, opt, sched, epoch + 1, history, run)
             _atomic_write(ckpt, partial(torch.save, state))
         if acc is not None:
             acc.wait_for_everyone()
@@ -423,6 +578,88 @@ def fit(
             cb(epoch + 1, record)
     student.eval()
     return history
+
+
+def _check_fit_inputs(
+    student, train, method, teacher, config, val, teacher_logits, checkpoint, callbacks, who="student"
+):
+    """The arguments of ``fit`` (and ``train_or_load``), checked before anything trains: the config, re-checked
+    (a field set after construction skips the constructor's checks)."""
+    check_choice(method, METHODS, "method")
+    if not isinstance(student, nn.Module):
+        raise TypeError(
+            f"{who} must be a torch nn.Module (e.g. lk.build_model(...)), got {type(student).__name__}."
+        )
+    if not isinstance(train, ImageData):
+        hint = (
+            " (a tuple (x, y)? wrap it: lk.ImageData(x, y, classes, name, source))"
+            if isinstance(train, tuple)
+            else ""
+        )
+        raise TypeError(f"train must be an lk.ImageData, got {type(train).__name__}{hint}.")
+    if len(train) == 0:
+        raise ValueError(f"train ({train.name!r}) has no examples: there is nothing to train on.")
+    if config is not None and not isinstance(config, TrainConfig):
+        hint = ": use lk.TrainConfig(**config)" if isinstance(config, dict) else ""
+        raise TypeError(f"config must be an lk.TrainConfig, got {type(config).__name__}{hint}.")
+    cfg = config or TrainConfig()
+    cfg.__post_init__()  # fields may have been set after construction
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be a torch nn.Module or None, got {type(teacher).__name__}.")
+    if not any(p.requires_grad for p in student.parameters()):
+        raise ValueError(
+            f"student ({type(student).__name__}) has no trainable parameters: there is nothing to fit."
+        )
+    if not METHODS[method].needs_teacher and not bool((train.y >= 0).any()):
+        raise ValueError(
+            f"method {method!r} learns from labels, but every example of train ({train.name!r}) is unlabelled "
+            "(y == -1): use a distillation method (e.g. method='kd' with a teacher) or labelled data."
+        )
+    if val is not None:
+        if not isinstance(val, ImageData):
+            raise TypeError(f"val must be an lk.ImageData or None, got {type(val).__name__}.")
+        if val.in_shape != train.in_shape or val.num_classes != train.num_classes:
+            raise ValueError(
+                f"val must look like train: images {val.in_shape} vs {train.in_shape}, {val.num_classes} vs "
+                f"{train.num_classes} classes."
+            )
+        if len(val) == 0:
+            raise ValueError("val has no examples; pass val=None to train without validation.")
+    if teacher_logits is not None:
+        if not isinstance(teacher_logits, torch.Tensor) or not teacher_logits.is_floating_point():
+            what = (
+                teacher_logits.dtype
+                if isinstance(teacher_logits, torch.Tensor)
+                else type(teacher_logits).__name__
+            )
+            raise TypeError(
+                f"teacher_logits must be a floating torch.Tensor (one row of logits per training example), got {what}."
+            )
+        flat = teacher_logits.detach().reshape(len(teacher_logits), -1)
+        bad = (torch.isnan(flat) | torch.isposinf(flat)).any(1)  # (N,); -inf alone marks an unknown class
+        if bool(bad.any()):
+            raise ValueError(
+                f"teacher_logits hold NaN or +inf in {int(bad.sum())} row(s) (first {bad.nonzero().flatten()[:5].tolist()}):"
+                " a distillation target must be finite (-inf alone marks a class a teacher does not know)."
+            )
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(
+            f"checkpoint must be a path (str or pathlib.Path) or None, got {type(checkpoint).__name__}."
+        )
+    try:
+        ok = (
+            not callable(callbacks)
+            and not isinstance(callbacks, (str, bytes))
+            and all(map(callable, callbacks))
+        )
+    except TypeError:  # not iterable
+        ok = False
+    if not ok:
+        hint = f": pass [{getattr(callbacks, '__name__', 'fn')}]" if callable(callbacks) else ""
+        raise TypeError(
+            f"callbacks must be a list of functions cb(epoch, record), got {callbacks!r:.80}{hint}."
+        )
+    return cfg
 
 
 _MEMO: list = []  # the last teacher outputs computed for a training set, newest first (MEMO_ENTRIES at most)
@@ -476,12 +713,18 @@ def _teacher_feature_cache(
 
 # ------------------------------------------------------------------------------------ weights and caching
 def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Save a model's weights as safetensors (no pickle, safe to share)."""
+    """Save a model's weights as safetensors (no pickle, safe to share); written whole, then renamed (atomic)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save_weights needs an nn.Module, got {type(model).__name__}.")
+    path = _check_path(path, "path")
+    _check_writable(path, "weights file", example="model.safetensors", when="writing")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    try:
+        _atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+    except Exception as err:  # e.g. tensors that share memory (tied weights)
+        raise ValueError(f"cannot save the weights of {type(model).__name__} to {path}: {err}") from None
     return path
 
 
@@ -489,7 +732,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load safetensors weights into ``model``; a corrupted or mismatched file raises a clear error."""
     from safetensors.torch import load_file
 
-    path = Path(path)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_weights needs an nn.Module to load into, got {type(model).__name__}.")
+    path = _check_path(path, "path")
+    if path.is_dir():
+        raise ValueError(f"weights path {path} is a directory; pass the .safetensors file inside it.")
     if not path.exists():
         raise FileNotFoundError(f"no weights file at {path}.")
     try:
@@ -499,18 +746,76 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise RuntimeError(f"weights in {path} do not fit this model: {str(err).splitlines()[0]}") from None
+        lines = [line.strip() for line in str(err).splitlines()[1:4] if line.strip()]
+        raise RuntimeError(
+            f"weights in {path} do not fit this {type(model).__name__}: {'; '.join(lines) or err}"
+        ) from None
     return model
 
 
+def _check_path(value: object, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise TypeError(f"{name} must be a file path (str or pathlib.Path), got {value!r:.80}.")
+    return Path(value).expanduser()
+
+
 def _fingerprint(data: ImageData) -> str:
-    """A short hash of the images and labels (a strided sample of pixels, all labels): the same data read
-    from another folder or machine gives the same cache key; different data does not."""
+    """A short hash of every pixel (rounded to 4 decimals) and label, and the shape: the same data read from
+    another folder or machine gives the same cache key; different data does not."""
     flat = data.x.detach().reshape(-1)
-    step = max(1, flat.numel() // 1_000_000)
-    h = hashlib.sha1(flat[::step].float().cpu().numpy().round(4).tobytes())
+    h = hashlib.sha1(str(tuple(data.x.shape)).encode())
+    chunk = 1 << 22  # 4M values at a time: no full-size copy of a large data set
+    for i in range(0, flat.numel(), chunk):
+        h.update(torch.round(flat[i : i + chunk].float().cpu(), decimals=4).numpy().tobytes())
     h.update(data.y.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _tensor_hash(t: torch.Tensor) -> str:
+    """Exact content (bytes, dtype, shape) of one tensor."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha1(f"{t.dtype} {tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _state_hash(module: nn.Module) -> str:
+    """The exact weights and buffers of ``module`` now (names, shapes, dtypes, bytes): e.g. a student's initial
+    weights, so students that start from different weights never share a cache entry."""
+    h = hashlib.sha1()
+    for k, v in module.state_dict().items():
+        h.update(f"{k}={_tensor_hash(v)};".encode())
+    return h.hexdigest()[:16]
+
+
+def _settings(module: nn.Module) -> list:
+    """Plain attributes of a module and its parts (e.g. an ensemble's weighting): repr() values that are
+    stable across sessions (no object addresses)."""
+    out = []
+    for name, m in module.named_modules():
+        for k, v in sorted(vars(m).items()):
+            if not k.startswith("_") and k != "training" and " at 0x" not in (r := repr(v)):
+                out.append((name, k, r))
+    return out
+
+
+def _cache_key(model, train, method, teacher, cfg, val) -> str:
+    """Everything that determines what ``train_or_load`` returns, hashed: the architecture and the *initial*
+    weights of ``model``, the data (content, not path), the method, the teacher (architecture and weights), the
+    validation data (the history holds its metrics) and every TrainConfig field that changes the weights."""
+    Method = METHODS[method]
+    conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "accelerate")}
+    conf["device"] = get_device(cfg.device).type  # "auto" and "cpu" are the same run on a CPU
+    src = [
+        "v2",
+        type(model).__qualname__, repr(model), _settings(model), _state_hash(model),
+        train.name, _fingerprint(train), len(train),
+        method, f"{Method.__module__}.{Method.__qualname__}",
+        None if teacher is None else [type(teacher).__qualname__, repr(teacher), _settings(teacher), _state_hash(teacher)],
+        None if val is None else [val.name, _fingerprint(val), len(val)],
+        conf,
+    ]  # fmt: skip
+    return hashlib.sha1(json.dumps(src, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def train_or_load(
@@ -524,33 +829,29 @@ def train_or_load(
     val: ImageData | None = None,
     cache: str | Path | None = None,
 ) -> History:
-    """``fit`` unless a checkpoint for exactly this model, data and config is cached; then load it.
+    """``fit`` unless a checkpoint for exactly this run is cached; then load it.
 
-    The cache key hashes the model's architecture, the data (name, size, content) and the config, so changing
-    any of them retrains. Weights are stored as safetensors next to a JSON history.
+    The cache key hashes everything that determines the result: the model's architecture and its weights at
+    call time (its initial weights: build it after ``lk.seed_everything(seed)`` to get the same entry again),
+    the data (name, size, content), the method, the teacher (architecture and weights), ``val`` and the config;
+    changing any of them trains again. Weights are stored as safetensors next to a JSON history.
     """
-    cfg = config or TrainConfig()
-    key_src = json.dumps(
-        [
-            repr(model),
-            train.name,
-            _fingerprint(train),  # the data's content, not where it was read from
-            len(train),
-            method,
-            # augment=False and steps=None are left out so that caches made before the fields existed stay valid;
-            # progress and accelerate do not change the weights
-            {
-                k: v
-                for k, v in dataclasses.asdict(cfg).items()
-                if (k, v) not in (("augment", False), ("steps", None)) and k != "accelerate"
-            }
-            | {"progress": None},
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    key = hashlib.sha1(key_src.encode()).hexdigest()[:10]
-    folder = Path(cache) if cache is not None else cache_dir() / "checkpoints"
+    cfg = _check_fit_inputs(model, train, method, teacher, config, val, None, None, (), who="model")
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(
+            f"name must be a short file-name prefix such as 'teacher' (no '/', '\\', no leading '.'), got {name!r}."
+        )
+    key = _cache_key(model, train, method, teacher, cfg, val)
+    if cache is not None:
+        folder = _check_path(cache, "cache")
+    else:
+        try:
+            folder = cache_dir() / "checkpoints"
+        except OSError as err:
+            raise ValueError(
+                f"the labkit cache folder cannot be created ({type(err).__name__}: {err}); set LABKIT_CACHE_DIR "
+                "to a folder you can write to, or pass cache=..."
+            ) from None
     weights, meta = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
     if weights.exists() and meta.exists():
         try:
@@ -563,11 +864,18 @@ def train_or_load(
             model.to(get_device(cfg.device)).eval()
             print(f"[labkit] loaded cached {name} from {weights}")
             return History(records)
+    if is_main_process():  # found now, not after training
+        _check_writable(folder, "cache folder", is_dir=True)
+        for path in (weights, meta):
+            if path.is_dir():
+                raise ValueError(
+                    f"cache file {path} is a directory; remove it or pass another cache= folder."
+                )
     history = fit(model, train, method=method, teacher=teacher, config=cfg, val=val)
     if is_main_process():  # under a multi-process launcher, one process writes the cache
         # each file is written whole under a temporary name and then renamed (atomic): a killed run leaves the
         # previous entry or none, never half a file; the weights go first, so a history always has its weights
-        _atomic_write(weights, lambda tmp: save_weights(model, tmp))
+        save_weights(model, weights)
         _atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(history.records)))
     return history
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 import labkit as lk
 import labkit.training
 from labkit.data import load_dataset
-from labkit.models import build_model, clone_init
+from labkit.models import build_model
 from labkit.training import (
     TrainConfig,
     fit,
@@ -185,7 +187,7 @@ def test_safetensors_roundtrip_and_corruption(digits, tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(RuntimeError, match="corrupted"):
         load_weights(b, path)
-    with pytest.raises(RuntimeError, match="do not fit this model"):
+    with pytest.raises(RuntimeError, match="do not fit this MLP: "):
         load_weights(student(digits, name="mlp"), save_weights(a, tmp_path / "x.safetensors"))
     with pytest.raises(FileNotFoundError):
         load_weights(b, tmp_path / "missing.safetensors")
@@ -194,13 +196,60 @@ def test_safetensors_roundtrip_and_corruption(digits, tmp_path):
 def test_train_or_load_skips_training_when_cached(digits, tmp_path, capsys):
     a = student(digits, seed=0)
     h1 = train_or_load(a, digits.train, name="t", config=cfg(), cache=tmp_path)
-    b = clone_init(student(digits, seed=9))
+    b = student(digits, seed=0)  # the same call again (a rerun notebook): the same initial weights
     h2 = train_or_load(b, digits.train, name="t", config=cfg(), cache=tmp_path)
     assert "loaded cached t" in capsys.readouterr().out
     assert torch.equal(weights(a), weights(b)) and h1.records == h2.records
     c = student(digits, seed=0)
     train_or_load(c, digits.train, name="t", config=cfg(epochs=1), cache=tmp_path)  # new config: retrains
     assert len(list(tmp_path.glob("t-*.safetensors"))) == 2
+
+
+def test_train_or_load_key_covers_the_initial_weights_and_the_teacher(digits, teacher, tmp_path, capsys):
+    # #15 item 1: students built from other initial weights train their own entry (before, the first one trained
+    # decided every later one); the teacher of a distilled run is part of the key too
+    c = cfg(epochs=1)
+    first = student(digits, seed=0)
+    train_or_load(first, digits.train, name="t", config=c, cache=tmp_path)
+    other = student(digits, seed=9)
+    before = weights(other).clone()
+    train_or_load(other, digits.train, name="t", config=c, cache=tmp_path)
+    assert "loaded cached" not in capsys.readouterr().out
+    assert len(list(tmp_path.glob("t-*.safetensors"))) == 2
+    assert not torch.equal(weights(other), before) and not torch.equal(weights(other), weights(first))
+    again = student(digits, seed=9)  # the same call again loads what the seed-9 call trained
+    train_or_load(again, digits.train, name="t", config=c, cache=tmp_path)
+    assert "loaded cached t" in capsys.readouterr().out and torch.equal(weights(again), weights(other))
+    # "auto" and "cpu" are the same run on a CPU-only machine: one entry
+    if not torch.cuda.is_available():
+        train_or_load(student(digits, seed=9), digits.train, name="t", config=cfg(epochs=1, device="cpu"),
+                      cache=tmp_path)  # fmt: skip
+        assert "loaded cached t" in capsys.readouterr().out
+    # a distilled student: another teacher (weights changed) is another entry
+    changed = copy.deepcopy(teacher)
+    for t in (teacher, teacher, changed):
+        train_or_load(student(digits, seed=0), digits.train, name="kd", method="kd", teacher=t, config=c,
+                      cache=tmp_path)  # fmt: skip
+        with torch.no_grad():
+            next(changed.parameters()).add_(0.01)  # changed differs from teacher from now on
+    assert len(list(tmp_path.glob("kd-*.safetensors"))) == 2
+    assert capsys.readouterr().out.count("loaded cached kd") == 1
+
+
+def test_train_or_load_gives_the_same_model_for_the_same_call(digits, tmp_path):
+    # fit seeds everything it runs (seed_everything(config.seed)), so the same call in a fresh cache trains the
+    # same weights: whoever trains the cached teacher first, it is the same teacher
+    runs = []
+    for folder in ("a", "b"):
+        torch.manual_seed(123)  # whatever the global RNG state before the call
+        m = student(digits, seed=0)
+        torch.rand(7)
+        train_or_load(m, digits.train, name="t", config=cfg(epochs=1), cache=tmp_path / folder)
+        runs.append(weights(m))
+    assert torch.equal(*runs)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
+        p.name for p in (tmp_path / "b").iterdir()
+    )
 
 
 def test_seed_everything_repeats_random_draws():
@@ -349,3 +398,245 @@ def test_a_truncated_cache_entry_is_trained_again_not_a_crash(digits, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [meta.name, weights.name]
     )  # no temporary files
+
+
+# ----------------------------------------------------------------------------- checkpoints belong to one run
+class Killed(Exception):
+    pass
+
+
+def _kill_after(n):
+    def cb(epoch, record):
+        if epoch == n:
+            raise Killed
+
+    return cb
+
+
+@pytest.fixture()
+def one_epoch_checkpoint(digits, tmp_path):
+    """A 3-epoch ce run killed after its first epoch: the checkpoint file."""
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(Killed):
+        fit(
+            student(digits, seed=1),
+            digits.train,
+            config=cfg(epochs=3),
+            checkpoint=ckpt,
+            callbacks=[_kill_after(1)],
+        )
+    return ckpt
+
+
+def _other_run(digits, change):
+    """fit arguments of the killed run with one thing changed."""
+    kw = {"student": student(digits, seed=1), "train": digits.train, "config": cfg(epochs=3), "method": "ce"}
+    kw.update(change(digits))
+    return kw
+
+
+@pytest.mark.parametrize(
+    "change, fields",
+    [
+        (
+            lambda d: {"config": cfg(epochs=3, lr=1e-3)},
+            [r"config\.lr: 0\.002 \(checkpoint\) vs 0\.001 \(now\)"],
+        ),
+        (lambda d: {"config": cfg(epochs=3, seed=4)}, [r"config\.seed: 0 \(checkpoint\) vs 4 \(now\)"]),
+        (
+            lambda d: {"config": cfg(epochs=2)},
+            [r"config\.epochs: 3 \(checkpoint\) vs 2 \(now\)", "total steps"],
+        ),
+        (lambda d: {"config": cfg(epochs=3, batch_size=32)}, ["config.batch_size", "total steps"]),
+        (lambda d: {"config": cfg(epochs=3, optimizer="sgd")}, ["config.optimizer", "optimizer: 'AdamW'"]),
+        (lambda d: {"train": d.train.subset(range(600))}, ["data: 'digits, 1347 examples"]),
+        (
+            lambda d: {"student": student(d, name="mlp")},
+            [r"student: .SmallCNN. \(checkpoint\) vs .MLP. \(now\)", "student tensors"],
+        ),
+        (
+            lambda d: {"method": "kd", "teacher": build_model("mlp", d.in_shape, 10, hidden=(8,))},
+            [r"method: 'ce' \(checkpoint\) vs 'kd' \(now\)", r"teacher: None \(checkpoint\) vs 'MLP weights"],
+        ),
+    ],
+    ids=["lr", "seed", "epochs", "batch_size", "optimizer", "data", "architecture", "method"],
+)
+def test_a_checkpoint_of_another_run_is_refused(digits, one_epoch_checkpoint, change, fields):
+    # #15 item 3: a changed lr, seed, data, epoch count, architecture or optimizer was resumed silently (or gave a
+    # raw torch error / KeyError: 'momentum'); now a ValueError names each field, old vs new, and how to start fresh
+    kw = _other_run(digits, change)
+    with pytest.raises(ValueError, match="belongs to another run") as info:
+        fit(**kw, checkpoint=one_epoch_checkpoint)
+    msg = str(info.value)
+    for f in fields:
+        assert re.search(f, msg), (f, msg)
+    assert f"delete {one_epoch_checkpoint} or pass another checkpoint= path" in msg
+    # the same run resumes (and finishes) from the same file
+    h = fit(student(digits, seed=7), digits.train, config=cfg(epochs=3), checkpoint=one_epoch_checkpoint)
+    assert [r["epoch"] for r in h.records] == [1, 2, 3]
+
+
+def test_an_old_checkpoint_without_its_run_record_is_a_clear_error(digits, one_epoch_checkpoint):
+    state = torch.load(one_epoch_checkpoint, weights_only=True)
+    del state["run"]
+    torch.save(state, one_epoch_checkpoint)
+    with pytest.raises(ValueError, match="written by an older labkit and does not record which run") as info:
+        fit(student(digits, seed=1), digits.train, config=cfg(epochs=3), checkpoint=one_epoch_checkpoint)
+    assert "delete" in str(info.value)
+    del state["optimizer"]  # and a dict that lacks the training state: no KeyError
+    torch.save(state, one_epoch_checkpoint)
+    with pytest.raises(RuntimeError, match=r"lacks \['optimizer'\]"):
+        fit(student(digits, seed=1), digits.train, config=cfg(epochs=3), checkpoint=one_epoch_checkpoint)
+
+
+def test_checkpoints_keep_and_restore_the_cuda_rng_state(digits, tmp_path, monkeypatch):
+    # on a GPU the CUDA generators (dropout on the device) are part of the state: saved and restored (mocked here)
+    saved_state = [torch.arange(8, dtype=torch.uint8), torch.arange(8, 16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
+    ckpt = tmp_path / "run.pt"
+    config = cfg(epochs=2, device="cpu")
+    with pytest.raises(Killed):
+        fit(student(digits), digits.train, config=config, checkpoint=ckpt, callbacks=[_kill_after(1)])
+    state = torch.load(ckpt, weights_only=True)
+    assert [t.tolist() for t in state["rng_cuda"]] == [t.tolist() for t in saved_state]
+    fit(student(digits), digits.train, config=config, checkpoint=ckpt)
+    assert len(restored) == 1 and [t.tolist() for t in restored[0]] == [saved_state[0].tolist()]  # 1 GPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine stores none
+    assert (
+        labkit.training._checkpoint_state(
+            student(digits), torch.nn.Linear(1, 1), *_opt_sched(), 1, lk.History(), {}
+        )["rng_cuda"]
+        == []
+    )
+
+
+def _opt_sched():
+    opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+# --------------------------------------------------------------------------------- unwritable paths, up front
+def test_an_unwritable_checkpoint_or_cache_path_is_found_before_training(digits, tmp_path, monkeypatch):
+    # #15 item 7: found only after training finished; now before the first step, with the path in the message
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    s = student(digits)
+    before = weights(s).clone()
+    epochs = []
+    with pytest.raises(ValueError, match=f"checkpoint {blocker / 'run.pt'} cannot be written"):
+        fit(
+            s,
+            digits.train,
+            config=cfg(),
+            checkpoint=blocker / "run.pt",
+            callbacks=[lambda e, r: epochs.append(e)],
+        )
+    with pytest.raises(ValueError, match=f"cache folder {blocker / 'sub'} cannot be written"):
+        train_or_load(s, digits.train, name="t", config=cfg(), cache=blocker / "sub")
+    with pytest.raises(ValueError, match="is a directory"):
+        fit(s, digits.train, config=cfg(), checkpoint=tmp_path)
+    assert epochs == [] and torch.equal(weights(s), before)  # nothing trained
+    # a folder without write permission (root ignores chmod, so the refusal is simulated)
+    real = type(tmp_path).write_bytes
+
+    def refuse(self, data):
+        if self.name.startswith(".labkit-write-test"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", refuse)
+    with pytest.raises(
+        ValueError, match=f"checkpoint {tmp_path / 'ok' / 'run.pt'} cannot be written.*Permission"
+    ):
+        fit(s, digits.train, config=cfg(), checkpoint=tmp_path / "ok" / "run.pt")
+    with pytest.raises(ValueError, match=f"cache folder {tmp_path / 'c'} cannot be written.*Permission"):
+        train_or_load(s, digits.train, name="t", config=cfg(), cache=tmp_path / "c")
+    assert torch.equal(weights(s), before)
+
+
+# ---------------------------------------------------------------------------------------------- on a GPU
+@pytest.mark.parametrize(
+    "capability, dtype, scaler",
+    [((7, 5), torch.float16, True), ((7, 0), torch.float16, True), ((8, 0), torch.bfloat16, False),
+     ((9, 0), torch.bfloat16, False)],
+    ids=["T4 7.5", "V100 7.0", "A100 8.0", "H100 9.0"],
+)  # fmt: skip
+def test_autocast_uses_bf16_from_compute_capability_8_and_fp16_with_a_scaler_below(
+    capability, dtype, scaler, monkeypatch
+):
+    # recent torch reports bf16 as supported on pre-Ampere GPUs (emulated, slower than fp32): the capability decides
+    import warnings
+
+    from labkit.training import _amp_dtype, _autocast, _use_scaler
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    cuda = torch.device("cuda")
+    assert _amp_dtype(cuda) == dtype
+    assert _use_scaler(cuda, True) is scaler and _use_scaler(cuda, False) is False
+    with warnings.catch_warnings():  # on a CPU-only machine torch warns and disables the CUDA autocast
+        warnings.simplefilter("ignore")
+        assert _autocast(cuda, True).fast_dtype == dtype
+    cpu = torch.device("cpu")
+    assert _amp_dtype(cpu) is None and _use_scaler(cpu, True) is False
+    assert not _autocast(cpu, True)._enabled
+
+
+def _count_host_syncs(monkeypatch):
+    """Count calls that copy a device value to the host, made by labkit/training.py itself."""
+    import sys
+
+    calls = []
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _real=real, _name=name, **k):
+            if sys._getframe(1).f_code.co_filename.endswith("labkit/training.py"):
+                calls.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["ce", "kd"])
+def test_fit_syncs_the_host_once_per_epoch_not_per_step(digits, teacher, method, monkeypatch):
+    # per-step loss.item() / int(...) stall a GPU every step; the epoch's sums stay on the device until its end
+    counts = {}
+    for epochs, batch_size in ((1, 64), (1, 16), (3, 16)):
+        calls = _count_host_syncs(monkeypatch)
+        fit(student(digits), digits.train, method=method, teacher=teacher if method == "kd" else None,
+            config=cfg(epochs=epochs, batch_size=batch_size))  # fmt: skip
+        counts[epochs, batch_size] = len(calls)
+        monkeypatch.undo()
+    assert -(-len(digits.train) // 16) >= 80  # many steps per epoch
+    assert counts[1, 16] == counts[1, 64]  # 4x the steps, the same number of syncs
+    assert counts[3, 16] - counts[1, 16] == 2  # one more per epoch
+    assert counts[1, 16] <= 3
+
+
+def test_a_nan_loss_is_still_reported_with_its_epoch(digits, tmp_path, monkeypatch):
+    # the loss is checked once per epoch now (its sum is NaN/inf if any step's loss was): still the clear error,
+    # with the epoch, and the checkpoint keeps the last good epoch
+    from labkit.methods import CrossEntropy
+
+    poison = []
+
+    class NanAfterTwo(CrossEntropy):  # finite logits, a loss that turns NaN in epoch 3
+        def terms(self, s_logits, y, *rest):
+            return {"ce": super().terms(s_logits, y)["ce"] * (float("nan") if poison else 1.0)}
+
+    monkeypatch.setitem(lk.METHODS, "nan_after_two", NanAfterTwo)
+    ckpt, s = tmp_path / "run.pt", student(digits)
+    with pytest.raises(
+        FloatingPointError, match="loss became nan at epoch 3: lower the learning rate"
+    ) as info:
+        fit(s, digits.train, method="nan_after_two", config=cfg(epochs=4), checkpoint=ckpt,
+            callbacks=[lambda epoch, record: poison.append(1) if epoch == 2 else None])  # fmt: skip
+    assert f"the checkpoint {ckpt} keeps the last good epoch" in str(info.value)
+    assert torch.isfinite(weights(s)).all()  # the NaN steps took zero gradients
+    assert json.loads(torch.load(ckpt, weights_only=True)["history"])[-1]["epoch"] == 2
