@@ -23,7 +23,18 @@ from torch import nn
 
 from ._validate import check_choice, check_fraction, check_positive_int
 from .compare import Arm, Comparison, compare
-from .data import DataSplits, ImageData, _stratified_choice, concat, few_labels_split, train_val_split
+from .data import (
+    DataSplits,
+    ImageData,
+    _bad_rows,
+    _check_kind,
+    _check_path,
+    _check_seed,
+    _stratified_choice,
+    concat,
+    few_labels_split,
+    train_val_split,
+)
 from .ensemble import inference_ms
 from .metrics import predict_logits
 from .models import count_parameters, size_on_disk_mb
@@ -34,17 +45,31 @@ __all__ = ["compare_objectives", "load_csv", "load_image_folder", "tune_objectiv
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def _split_indices(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_split_args(test_fraction: Any, seed: Any) -> int:
     if not 0 < check_fraction(test_fraction, "test_fraction") < 1:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
+    return _check_seed(seed)
+
+
+def _split_indices(
+    y: np.ndarray, test_fraction: float, seed: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    if len(y) < 4:
+        raise ValueError(f"{where} has {len(y)} example(s); need at least 4 to split into train and test.")
     k = min(max(round(test_fraction * len(y)), 1), len(y) - 1)
     test = _stratified_choice(y, k, np.random.default_rng(seed))
     return np.setdiff1d(np.arange(len(y)), test), test
 
 
-def _standardise(train: torch.Tensor, test: torch.Tensor, dims: tuple[int, ...]) -> None:
+def _standardise(train: torch.Tensor, test: torch.Tensor, dims: tuple[int, ...], where: str) -> None:
+    """In place, with the training split's mean/std. A constant training feature (std < 1e-6) is only centred
+    (scale 1, as scikit-learn's StandardScaler): dividing by ~0 would blow its test values up to ~1e6."""
+    if len(train) < 2:
+        raise ValueError(
+            f"{where}: the training split has {len(train)} example(s); standardising needs at least 2."
+        )
     std, mean = torch.std_mean(train, dim=dims, keepdim=True)
-    std = std.clamp_min(1e-6)
+    std = torch.where(std < 1e-6, torch.ones_like(std), std)
     for t in (train, test):
         t.sub_(mean).div_(std)
 
@@ -97,11 +122,17 @@ def load_image_folder(
     converted to ``channels`` (1 = grey, 3 = RGB), resized to ``size`` (H, W), scaled to [0, 1] and
     standardised with the training split's per-channel mean/std.
     """
-    root = Path(root).expanduser()
+    root = _check_path(root, "root")
+    if root.is_file():
+        raise ValueError(f"root: {root} is a file; pass the folder that holds one sub-folder per class.")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} not found (expected {root}/<class>/<image files>).")
-    check_choice(str(channels), ("1", "3"), "channels")
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}.")
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ValueError(f"size must be (height, width), e.g. (32, 32), got {size!r}.")
     size = (check_positive_int(size[0], "size[0]"), check_positive_int(size[1], "size[1]"))
+    seed = _check_split_args(test_fraction, seed)
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = [p.name for p in _class_folders(root / "train")]
         test_classes = [p.name for p in _class_folders(root / "test")]
@@ -113,9 +144,9 @@ def load_image_folder(
     else:
         classes = [p.name for p in _class_folders(root)]
         x, y = _read_images(root, classes, size, channels)
-        train, test = _split_indices(y, test_fraction, seed)
+        train, test = _split_indices(y, test_fraction, seed, str(root))
         (x_tr, y_tr), (x_te, y_te) = (x[train], y[train]), (x[test], y[test])
-    _standardise(x_tr, x_te, (0, 2, 3))
+    _standardise(x_tr, x_te, (0, 2, 3), str(root))
     source = f"local image folder: {root}"
     return DataSplits(
         ImageData(x_tr, torch.from_numpy(y_tr), classes, root.name, source),
@@ -123,44 +154,157 @@ def load_image_folder(
     )
 
 
-def load_csv(
-    path: str | Path, label_column: str = "label", *, test_fraction: float = 0.2, seed: int = 0
-) -> DataSplits:
-    """A CSV file with numeric feature columns and one label column (any values: classes are the sorted
-    distinct labels) as ``DataSplits`` of ``(N, 1, 1, D)`` features standardised with training statistics."""
+def _read_csv(path: Any, encoding: str):
+    """A CSV file as a pandas frame; every way it can be unreadable becomes a ValueError naming the file."""
     import pandas as pd
 
-    path = Path(path).expanduser()
+    path = _check_path(path, "path")
+    if path.is_dir():
+        raise ValueError(
+            f"path: {path} is a folder, not a CSV file (for a folder of images: lk.load_image_folder)."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} not found.")
-    frame = pd.read_csv(path)
-    if label_column not in frame.columns:
+    try:
+        frame = pd.read_csv(path, encoding=encoding)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"path: {path} is empty (no header, no rows).") from None
+    except pd.errors.ParserError as err:
         raise ValueError(
-            f"{path} has no label column {label_column!r}; its columns are {list(frame.columns)}."
-        )
+            f"path: cannot read {path} as CSV: {err}. Quote fields that contain commas."
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"path: {path} is not {encoding} text ({err.reason}); pass encoding=...") from None
+    except LookupError:
+        raise ValueError(
+            f"encoding={encoding!r} is not a text encoding Python knows (e.g. 'utf-8', 'latin-1')."
+        ) from None
+    except OSError as err:
+        raise ValueError(f"path: cannot read {path}: {err.strerror or err}.") from None
+    if len(frame) == 0:
+        raise ValueError(f"path: {path} has a header ({list(frame.columns)}) but no rows.")
+    return path, frame
+
+
+def _where(path: Path, column: Any, bad: np.ndarray, values: Any = None) -> str:
+    """``'column 'a' of f.csv: 3 row(s), first rows [4, 9] (file lines 6, 11)'`` for a boolean ``bad`` (N,)."""
+    rows = _bad_rows(bad)
+    shown = (
+        f" ({', '.join(repr(v) for v in np.asarray(values)[rows].tolist())})" if values is not None else ""
+    )
+    lines = ", ".join(str(r + 2) for r in rows)  # line 1 is the header
+    return (
+        f"column {column!r} of {path}: {int(bad.sum())} row(s), first rows {rows}{shown} (file lines {lines})"
+    )
+
+
+def _csv_features(path: Path, frame: Any, label_column: str) -> np.ndarray:
+    """The feature columns as float32 (N, D); non-numeric, missing and infinite cells are errors with their rows."""
+    import pandas as pd
+
     features = frame.drop(columns=[label_column])
-    bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if bad:
-        raise ValueError(f"feature columns must be numeric; {bad} are not (encode them, or drop them first).")
-    if features.isna().any().any() or frame[label_column].isna().any():
-        missing = [c for c in frame.columns if frame[c].isna().any()]
-        raise ValueError(f"{path} has missing values in {missing}; fill or drop them first.")
-    classes = sorted(frame[label_column].unique().tolist(), key=str)
+    if features.shape[1] == 0:
+        raise ValueError(
+            f"{path} has only the label column {label_column!r}; it needs at least one feature column."
+        )
+    for c in features.columns:
+        col = features[c]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            continue
+        numbers = pd.to_numeric(col, errors="coerce")
+        text = (numbers.isna() & col.notna()).to_numpy()
+        if text.all():
+            raise ValueError(
+                f"feature columns must be numeric; [{c!r}] is not ({_where(path, c, text, col.to_numpy())}). "
+                "Encode it as numbers (e.g. pd.get_dummies), or drop it first."
+            )
+        raise ValueError(
+            f"feature columns must be numeric; {_where(path, c, text, col.to_numpy())} are not numbers. "
+            "Fix those cells, or drop the rows."
+        )
+    missing = [c for c in frame.columns if frame[c].isna().any()]
+    if missing:
+        parts = "; ".join(_where(path, c, frame[c].isna().to_numpy()) for c in missing)
+        raise ValueError(
+            f"{path} has missing values in {missing} ({parts}). labkit does not impute: fill them "
+            "(frame.fillna(...)) or drop those rows (frame.dropna()) and save the file again."
+        )
+    x = features.to_numpy(dtype=np.float64)
+    for j, c in enumerate(features.columns):
+        bad = ~np.isfinite(x[:, j]) | (np.abs(x[:, j]) > np.finfo(np.float32).max)
+        if bad.any():
+            raise ValueError(
+                f"{_where(path, c, bad, x[:, j])} are infinite or too large for float32: standardising would "
+                "turn the whole column into NaN. Replace them with finite values, or drop those rows."
+            )
+    return x.astype(np.float32)
+
+
+def load_csv(
+    path: str | Path,
+    label_column: str = "label",
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    encoding: str = "utf-8",
+) -> DataSplits:
+    """A CSV file with numeric feature columns and one label column (any values: classes are the sorted
+    distinct labels) as ``DataSplits`` of ``(N, 1, 1, D)`` features standardised with training statistics.
+
+    Missing, non-numeric or infinite feature cells and missing labels are errors that name the column and the
+    first rows (no silent imputation): fill or drop them first. A constant training column is centred only."""
+    seed = _check_split_args(test_fraction, seed)
+    path, frame = _read_csv(path, encoding)
+    if label_column not in frame.columns:
+        other = next(
+            (sep for sep in (";", "\t", "|") if len(frame.columns) == 1 and sep in str(frame.columns[0])),
+            None,
+        )
+        hint = f" It looks {other!r}-separated: load_csv reads commas; save it with sep=','." if other else ""
+        raise ValueError(
+            f"{path} has no label column {label_column!r}; its columns are {list(frame.columns)}.{hint}"
+        )
+    x = _csv_features(path, frame, label_column)
+    labels = frame[label_column]
+    classes = sorted(labels.unique().tolist(), key=str)
     if len(classes) < 2:
         raise ValueError(
-            f"the label column {label_column!r} has {len(classes)} distinct value(s); need at least 2."
+            f"the label column {label_column!r} of {path} has {len(classes)} distinct value(s) "
+            f"({classes[:1]}); need at least 2 classes."
+        )
+    if len(classes) > 20 and len(classes) > len(frame) // 2:
+        raise ValueError(
+            f"the label column {label_column!r} of {path} has {len(classes)} distinct values in {len(frame)} rows: "
+            f"that looks like an id or a measurement, not a class label (first values {classes[:3]}). Pick the "
+            "label column with label_column=..., or bin the values into classes first."
         )
     index = {c: i for i, c in enumerate(classes)}
-    y = frame[label_column].map(index).to_numpy(dtype=np.int64)
-    x = torch.from_numpy(features.to_numpy(dtype=np.float32)).view(len(frame), 1, 1, -1)
-    train, test = _split_indices(y, test_fraction, seed)
+    y = labels.map(index).to_numpy(dtype=np.int64)
+    x = torch.from_numpy(x).view(len(frame), 1, 1, -1)
+    train, test = _split_indices(y, test_fraction, seed, str(path))
     x_tr, x_te = x[train].clone(), x[test].clone()
-    _standardise(x_tr, x_te, (0,))
+    _standardise(x_tr, x_te, (0,), str(path))
     names, source = [str(c) for c in classes], f"local CSV: {path}"
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"the labels of {path} differ only in type ({classes}); make them one kind (all str or numbers)."
+        )
     return DataSplits(
         ImageData(x_tr, torch.from_numpy(y[train]), names, path.stem, source),
         ImageData(x_te, torch.from_numpy(y[test]), list(names), path.stem, source),
     )
+
+
+def _names(methods: Any, arg: str) -> tuple[str, ...]:
+    if isinstance(methods, str) or not isinstance(methods, (list, tuple)):
+        raise ValueError(f"{arg} must be a list of method names, e.g. ('ce', 'kd'), got {methods!r}.")
+    return tuple(methods)
+
+
+def _seeds(seeds: Any) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple, range)):
+        raise ValueError(f"seeds must be a list of integer seeds, e.g. (0, 1, 2), got {seeds!r}.")
+    return tuple(_check_seed(s, "seeds[i]") for s in seeds)
 
 
 def _student_sets(train: ImageData, labels_per_class: int | None, label_seed: int):
@@ -198,12 +342,26 @@ def compare_objectives(
     without labels: ``ce`` learns from the labelled examples alone, every teacher method from labelled + transfer
     set, with the same number of steps (Hinton et al. 2015's transfer set; lesson 05). ``None``: every label.
     """
+    _check_kind(teacher, nn.Module, "teacher", "a trained nn.Module")
+    _check_kind(
+        data, DataSplits, "data", "a DataSplits (lk.load_dataset / lk.load_csv / lk.load_image_folder)"
+    )
+    methods, seeds = _names(methods, "methods"), _seeds(seeds)
     for m in methods:
         check_choice(m, METHODS, "method")
     if not methods or not seeds:
         raise ValueError("compare_objectives needs at least one method and one seed.")
     if not callable(make_student):
         raise ValueError("make_student must be a function that returns a new student model.")
+    check_positive_int(latency_batch, "latency_batch")
+    label_seed = _check_seed(label_seed, "label_seed")
+    if method_config is not None and not (
+        isinstance(method_config, Mapping) and all(isinstance(v, Mapping) for v in method_config.values())
+    ):
+        raise ValueError(
+            f"method_config must map method names to dicts of TrainConfig fields, e.g. {{'kd': {{'temperature': 4}}}}, "
+            f"got {method_config!r:.80}."
+        )
     overrides = dict(method_config or {})
     for m in overrides:
         check_choice(m, methods, "method of method_config (one of methods)")
@@ -248,8 +406,18 @@ def tune_objective(
     held-out part. Returns ``(best settings, table)``: the table has one row per setting with its validation
     accuracy (%), best first. The test split plays no part.
     """
+    if teacher is not None:
+        _check_kind(teacher, nn.Module, "teacher", "a trained nn.Module or None")
+    _check_kind(train, ImageData, "train", "an ImageData (e.g. data.train)")
+    _check_kind(config, TrainConfig, "config", "an lk.TrainConfig")
     check_choice(method, METHODS, "method")
-    if not grid or any(len(v) == 0 for v in grid.values()):
+    seed = _check_seed(seed)
+    lists = (list, tuple, range, np.ndarray)
+    if (
+        not isinstance(grid, Mapping)
+        or not grid
+        or any(not isinstance(v, lists) or len(v) == 0 for v in grid.values())
+    ):
         raise ValueError(f"grid must map TrainConfig fields to non-empty lists of values, got {grid!r}.")
     import itertools
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._validate import check_fraction, check_positive_int
-from .data import _stratified_choice, cache_dir
+from .data import _check_flag, _check_path, _check_seed, _check_timeout, _stratified_choice, cache_dir
 from .text import TextData, TextSplits, _limit
 
 __all__ = ["TEXT_COLUMNS", "TextFileNotFoundError", "load_hf_text", "load_text_file"]
@@ -63,15 +63,28 @@ def _check_label_column(columns: Sequence[str], label_column: str, where: str) -
 
 
 def _encode_labels(
-    values: Sequence[Any], label_column: str, where: str, names: list[str] | None = None
+    values: Sequence[Any],
+    label_column: str,
+    where: str,
+    names: list[str] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Raw labels (class names, integers, or ``ClassLabel`` ids with ``names``) -> ``(y (N,) int64, classes)``."""
+    """Raw labels (class names, integers, or ``ClassLabel`` ids with ``names``) -> ``(y (N,) int64, classes)``.
+    ``rows``: the data row (0-based, after the header) of each value in its file, for messages."""
     raw = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values]
-    missing = [i for i, v in enumerate(raw) if v == ""]
+    rows = list(range(len(raw))) if rows is None else list(rows)
+    missing = [rows[i] for i, v in enumerate(raw) if v == ""]
     if missing:
         raise ValueError(
-            f"label_column={label_column!r} of {where}: {len(missing)} row(s) have no label (first: row "
-            f"{missing[0]}); every row needs one. Drop those rows, or keep them apart as unlabelled text."
+            f"label_column={label_column!r} of {where}: {len(missing)} row(s) have no label (first rows "
+            f"{missing[:5]}, counting data rows from 0 after the header); every row needs one. Drop those rows, "
+            "or keep them apart as unlabelled text."
+        )
+    odd = [i for i, v in enumerate(raw) if v.lower().lstrip("+-") in ("nan", "inf", "infinity")]
+    if odd:
+        raise ValueError(
+            f"label_column={label_column!r} of {where}: {len(odd)} label(s) are NaN or infinite (first rows "
+            f"{[rows[i] for i in odd[:5]]}: {[raw[i] for i in odd[:5]]}); a label is a class name or an integer."
         )
     if names is not None:  # ClassLabel ids 0..K-1 (-1 = a hidden label, e.g. GLUE's test split)
         ids = np.asarray([int(v) for v in raw], dtype=np.int64)
@@ -129,13 +142,23 @@ def _read_frame(path: Path, sep: str, encoding: str):
         ) from None
     except UnicodeDecodeError as err:
         raise ValueError(f"path: {path} is not {encoding} text ({err.reason}); pass encoding=...") from None
+    except LookupError:
+        raise ValueError(
+            f"encoding={encoding!r} is not a text encoding Python knows (e.g. 'utf-8', 'latin-1', 'cp1252')."
+        ) from None
+    except OSError as err:
+        raise ValueError(f"path: cannot read {path}: {err.strerror or err}.") from None
     if len(frame) == 0:
         raise ValueError(f"path: {path} has a header ({list(frame.columns)}) but no rows.")
     return frame
 
 
-def _file_rows(path, text_column, label_column, sep, encoding, verbose):
-    path = Path(path).expanduser()
+def _file_rows(path, text_column, label_column, sep, encoding, verbose, arg="path"):
+    path = _check_path(path, arg)
+    if path.is_dir():
+        raise ValueError(
+            f"{arg}: {path} is a folder, not a text file (a .csv or .tsv file with a header row)."
+        )
     if not path.is_file():
         raise TextFileNotFoundError(
             f"path: text file {path} not found (a .csv or .tsv file with a header row: a text and a label column)."
@@ -151,7 +174,7 @@ def _file_rows(path, text_column, label_column, sep, encoding, verbose):
         raise ValueError(f"text_column={column!r} of {path} is empty in every row.")
     if len(keep) < len(texts) and verbose:
         print(f"{path.name}: dropped {len(texts) - len(keep)} row(s) with an empty {column!r}.")
-    return path, [texts[i] for i in keep], [frame[label_column].iloc[i] for i in keep]
+    return path, [texts[i] for i in keep], [frame[label_column].iloc[i] for i in keep], keep
 
 
 def _split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +187,14 @@ def _split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.setdiff1d(np.arange(len(y)), test), test
 
 
-def _splits(train_rows, test_rows, classes, name, source, max_train, max_test, seed, verbose) -> TextSplits:
+def _check_limits(max_train: Any, max_test: Any) -> None:
     for value, arg in ((max_train, "max_train"), (max_test, "max_test")):
         if value is not None:
             check_positive_int(value, arg)
+
+
+def _splits(train_rows, test_rows, classes, name, source, max_train, max_test, seed, verbose) -> TextSplits:
+    _check_limits(max_train, max_test)
     (tr, ytr), (te, yte) = _limit(*train_rows, max_train, seed), _limit(*test_rows, max_test, seed + 1)
     out = TextSplits(
         TextData(list(tr), torch.from_numpy(np.asarray(ytr, dtype=np.int64)), list(classes), name, source),
@@ -201,16 +228,24 @@ def load_text_file(
     a second file with the same columns as the test split, else ``test_fraction`` is held out, stratified, with
     ``seed``; ``max_train``/``max_test``: stratified subsamples. Rows with an empty text are dropped (announced).
     """
-    path, texts, labels = _file_rows(path, text_column, label_column, sep, encoding, verbose)
+    if sep is not None and (not isinstance(sep, str) or not sep):
+        raise ValueError(f"sep must be a separator string such as ',' or '\\t', got {sep!r}.")
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be the name of a text encoding (str), got {encoding!r}.")
+    if not (0 < check_fraction(test_fraction, "test_fraction") < 1):
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
+    seed, verbose = _check_seed(seed), _check_flag(verbose, "verbose")
+    _check_limits(max_train, max_test)
+    path, texts, labels, rows = _file_rows(path, text_column, label_column, sep, encoding, verbose)
     if test_path is not None:
-        test_path, test_texts, test_labels = _file_rows(
-            test_path, text_column, label_column, sep, encoding, verbose
+        test_path, test_texts, test_labels, _ = _file_rows(
+            test_path, text_column, label_column, sep, encoding, verbose, arg="test_path"
         )
         y, classes = _encode_labels([*labels, *test_labels], label_column, f"{path} + {test_path}")
         train_rows, test_rows = (texts, y[: len(texts)]), (test_texts, y[len(texts) :])
         source = f"local files: {path.name} + {test_path.name}"
     else:
-        y, classes = _encode_labels(labels, label_column, str(path))
+        y, classes = _encode_labels(labels, label_column, str(path), rows=rows)
         train, test = _split(y, test_fraction, seed)
         train_rows, test_rows = ([texts[i] for i in train], y[train]), ([texts[i] for i in test], y[test])
         source = f"local file: {path.name}"
@@ -267,6 +302,13 @@ def load_hf_text(
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a Hugging Face dataset name such as 'imdb', got {name!r}.")
+    if config is not None and not isinstance(config, str):
+        raise ValueError(f"config must be a configuration name (str) or None, got {config!r}.")
+    if not (0 < check_fraction(test_fraction, "test_fraction") < 1):
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
+    seed, verbose = _check_seed(seed), _check_flag(verbose, "verbose")
+    _check_timeout(timeout)
+    _check_limits(max_train, max_test)
     ds = _hf_load(name, config, cache, timeout)
     splits = list(ds.keys()) if hasattr(ds, "keys") else []
     where = name if config is None else f"{name}/{config}"

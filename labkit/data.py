@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,112 @@ _DIGITS_TEST_SIZE = 450  # 1,797 images -> 1,347 train / 450 test
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
 
 
+def _bad_rows(bad: np.ndarray | torch.Tensor) -> list[int]:
+    """The first (at most 5) row indices where the boolean ``bad`` (N, ...) is True anywhere in the row."""
+    if bad.ndim == 0:
+        return []
+    rows = bad.reshape(len(bad), -1).any(1) if bad.ndim > 1 else bad
+    first = rows.nonzero()[0][:5] if isinstance(rows, np.ndarray) else rows.nonzero().flatten()[:5]
+    return [int(i) for i in first]
+
+
+def _check_finite(a: np.ndarray | torch.Tensor, name: str, where: str = "", hint: str = "") -> None:
+    """Raise a ValueError saying how many values of ``a`` are NaN or +-inf and in which rows (dim 0), if any.
+
+    Integer arrays are skipped (always finite); for floats one sum is the fast path (NaN and inf propagate
+    through it), so clean data costs one pass and no copy; only a non-finite sum looks at every value."""
+    if isinstance(a, torch.Tensor):
+        if not (a.is_floating_point() or a.is_complex()) or a.numel() == 0:
+            return
+        a = a.detach()  # no autograd graph for a check
+        if bool(torch.isfinite(a.sum())):
+            return
+        bad = ~torch.isfinite(a)
+        n_nan, n_bad = int(torch.isnan(a).sum()), int(bad.sum())
+    else:
+        if a.dtype.kind not in "fc" or a.size == 0:
+            return
+        with np.errstate(all="ignore"):
+            if np.isfinite(a.sum(dtype=np.float64 if a.dtype.kind == "f" else None)):
+                return
+        bad = ~np.isfinite(a)
+        n_nan, n_bad = int(np.isnan(a).sum()), int(bad.sum())
+    if n_bad == 0:  # the sum overflowed, every value is finite
+        return
+    rows = _bad_rows(bad)
+    raise ValueError(
+        f"{where + ': ' if where else ''}{name} has {n_bad:,} non-finite value(s) ({n_nan:,} NaN, "
+        f"{n_bad - n_nan:,} +-inf); first bad rows {rows}. {hint}".rstrip()
+    )
+
+
+def _check_labels(y: Any, n: int, classes: Any, owner: str, device: torch.device | None = None) -> None:
+    """``y``: int64 (N,) class indices in ``[0, len(classes))`` or -1 (unlabelled), on ``device``."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"{owner}.y must be an int64 torch.Tensor (N,) of class indices, got {type(y).__name__}."
+        )
+    if y.dim() != 1:
+        raise ValueError(f"{owner}.y must have shape (N,), got shape {tuple(y.shape)}.")
+    if y.dtype != torch.int64:
+        fix = "y.long()" if not (y.is_floating_point() or y.dtype == torch.bool) else "integer class indices"
+        raise ValueError(f"{owner}.y must be int64 class indices, got dtype {y.dtype}; use {fix}.")
+    if len(y) != n:
+        raise ValueError(f"{owner} has {n} examples but y has {len(y)} labels; they must match one to one.")
+    if device is not None and y.device != device:
+        raise ValueError(f"{owner}.x is on {device} but y on {y.device}; move both with .to(device).")
+    k = len(classes) if isinstance(classes, (list, tuple)) else 0
+    if len(y):
+        bad = (y < -1) | (y >= k)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{owner}.y: labels must be -1 (unlabelled) or 0..{k - 1} for {k} classes, got "
+                f"{int(bad.sum())} label(s) outside that range (values in [{int(y.min())}, {int(y.max())}], "
+                f"first rows {_bad_rows(bad)})."
+            )
+
+
+def _check_meta(classes: Any, name: Any, source: Any, owner: str) -> tuple[list[str], str, str]:
+    """``classes``: a non-empty list (or tuple) of distinct str; ``name``, ``source``: str."""
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        raise TypeError(f"{owner}.classes must be a list of class names (str), got {classes!r:.80}.")
+    if not classes or len(set(classes)) != len(classes):
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        raise ValueError(
+            f"{owner}.classes must be non-empty and distinct, got {len(classes)} names, repeated {dup}."
+        )
+    for value, arg in ((name, "name"), (source, "source")):
+        if not isinstance(value, str):
+            raise TypeError(f"{owner}.{arg} must be a str, got {type(value).__name__}.")
+    return (classes if isinstance(classes, list) else list(classes)), name, source
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed is an int >= 0 (numpy integers too); a string or a float is an error, not a surprise."""
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {seed!r} ({type(seed).__name__}).")
+    return seed
+
+
+def _check_kind(value: Any, kinds: type | tuple[type, ...], name: str, what: str) -> None:
+    if not isinstance(value, kinds):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}.")
+
+
+def _check_path(value: Any, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise TypeError(f"{name} must be a path (str or pathlib.Path), got {value!r:.80}.")
+    return Path(value).expanduser()
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 @dataclass(eq=False, repr=False)
 class ImageData:
     """A labelled (or unlabelled) image set held in memory.
@@ -61,17 +167,30 @@ class ImageData:
     source: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor) or self.x.dim() != 4 or not self.x.is_floating_point():
-            got = tuple(self.x.shape) if isinstance(self.x, torch.Tensor) else type(self.x).__name__
-            raise ValueError(f"x must be a floating tensor of shape (N, C, H, W), got {got}.")
-        if not isinstance(self.y, torch.Tensor) or self.y.dim() != 1 or self.y.dtype != torch.int64:
-            got = (self.y.dtype, tuple(self.y.shape)) if isinstance(self.y, torch.Tensor) else type(self.y)
-            raise ValueError(f"y must be an int64 tensor of shape (N,), got {got}.")
-        if len(self.x) != len(self.y):
-            raise ValueError(f"x has {len(self.x)} images but y has {len(self.y)} labels.")
-        k = len(self.classes)
-        if len(self.y) and (int(self.y.min()) < -1 or int(self.y.max()) >= k):
-            raise ValueError(f"labels must be -1 (unlabelled) or 0..{k - 1} for {k} classes.")
+        x = self.x
+        if not isinstance(x, torch.Tensor):
+            hint = " (from numpy: torch.from_numpy(a).float())" if isinstance(x, np.ndarray) else ""
+            raise TypeError(f"ImageData.x must be a torch.Tensor (N, C, H, W), got {type(x).__name__}{hint}.")
+        if x.dim() != 4:
+            raise ValueError(
+                f"ImageData.x must have shape (N, C, H, W), got shape {tuple(x.shape)}. Feature vectors are "
+                "(N, 1, 1, D): x.view(len(x), 1, 1, -1)."
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"ImageData.x must be a floating tensor, got dtype {x.dtype}: scale and convert first, e.g. "
+                "x.float() / 255 for uint8 pixels."
+            )
+        if (
+            x.dtype == torch.float64
+        ):  # numpy's default: every labkit model is float32 and would fail inside torch
+            raise ValueError(
+                "ImageData.x is float64 (numpy's default dtype) but labkit's models compute in float32: "
+                "convert it once with x.float()."
+            )
+        self.classes, self.name, self.source = _check_meta(self.classes, self.name, self.source, "ImageData")
+        _check_labels(self.y, len(x), self.classes, "ImageData", x.device)
+        _check_finite(x, "ImageData.x", hint="Find and fix the source of the bad values before training.")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -93,6 +212,16 @@ class ImageData:
         c, h, w = self.x.shape[1:]
         return (int(c), int(h), int(w))
 
+    @classmethod
+    def _trusted(
+        cls, x: torch.Tensor, y: torch.Tensor, classes: list[str], name: str, source: str
+    ) -> ImageData:
+        """Construction without the checks, for data valid by construction (the same tensors on another device,
+        other labels of a checked set, integer pixels after normalisation): no pass over the pixels."""
+        obj = cls.__new__(cls)
+        obj.x, obj.y, obj.classes, obj.name, obj.source = x, y, classes, name, source
+        return obj
+
     def _replace(self, x: torch.Tensor, y: torch.Tensor) -> ImageData:
         return ImageData(x, y, list(self.classes), self.name, self.source)
 
@@ -106,11 +235,16 @@ class ImageData:
 
     def to(self, device: torch.device | str) -> ImageData:
         """The same data on ``device`` (no copy when already there)."""
-        return self._replace(self.x.to(device), self.y.to(device))
+        device = _check_device(device)
+        return ImageData._trusted(
+            self.x.to(device), self.y.to(device), list(self.classes), self.name, self.source
+        )
 
     def unlabelled(self) -> ImageData:
         """A copy whose labels are all ``-1``: a transfer set that only a teacher can label."""
-        return self._replace(self.x, torch.full_like(self.y, -1))
+        return ImageData._trusted(
+            self.x, torch.full_like(self.y, -1), list(self.classes), self.name, self.source
+        )
 
 
 @dataclass(eq=False)
@@ -120,6 +254,20 @@ class _Splits:
     train: Any
     test: Any
     fell_back: bool = False
+
+    _kind: ClassVar[type | None] = None  # the data type both splits hold (set by each subclass)
+
+    def __post_init__(self) -> None:
+        kind = self._kind or ImageData
+        owner = type(self).__name__
+        for split in ("train", "test"):
+            _check_kind(getattr(self, split), kind, f"{owner}.{split}", f"a {kind.__name__}")
+        if self.train.classes != self.test.classes:
+            raise ValueError(
+                f"{owner}: train and test must have the same classes in the same order, got "
+                f"{self.train.classes} and {self.test.classes}."
+            )
+        self.fell_back = _check_flag(self.fell_back, f"{owner}.fell_back")
 
     @property
     def classes(self) -> list[str]:
@@ -144,6 +292,16 @@ class DataSplits(_Splits):
 
     train: ImageData
     test: ImageData
+
+    _kind: ClassVar[type | None] = ImageData
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train.in_shape != self.test.in_shape:
+            raise ValueError(
+                f"DataSplits: train images are {self.train.in_shape} but test images {self.test.in_shape}; "
+                "both splits need one image shape (C, H, W)."
+            )
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -173,9 +331,39 @@ def cache_dir() -> Path:
     default = (
         root / "data" / "cache" if (root / "pyproject.toml").is_file() else Path.home() / ".cache/labkit"
     )
-    path = Path(env).expanduser() if (env := os.environ.get("LABKIT_CACHE_DIR")) else default
-    path.mkdir(parents=True, exist_ok=True)
+    env = os.environ.get("LABKIT_CACHE_DIR")
+    path = Path(env).expanduser() if env else default
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission, a read-only disk
+        where = f"LABKIT_CACHE_DIR={env}" if env else f"the default cache folder {path}"
+        raise ValueError(
+            f"cannot use {where} as labkit's cache folder ({type(err).__name__}: {err.strerror or err}). Set "
+            "LABKIT_CACHE_DIR to a folder you can write to (it is created if missing)."
+        ) from None
+    if not path.is_dir():
+        raise ValueError(f"LABKIT_CACHE_DIR={env} is not a folder; point it to a folder you can write to.")
     return path
+
+
+def _check_device(device: Any) -> torch.device:
+    """A device that torch knows and this machine has; a clear error instead of torch's."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', or a torch.device, got {device!r}.")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device {device!r} is not a torch device ('cpu', 'cuda', 'cuda:0', 'mps'): {err}"
+        ) from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(dev.type, True):
+        raise ValueError(
+            f"device {device!r}: this machine has no {dev.type} device (torch sees none); use 'cpu'."
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here.")
+    return dev
 
 
 def _digits(**_: Any) -> _Raw:
@@ -195,8 +383,9 @@ def _local_npz(name: str, data_dir: str | Path | None, verbose: bool) -> Path | 
     if data_dir is not None:
         path = Path(data_dir).expanduser() / rel
         if not path.is_file():
+            is_file = " (data_dir is a file, not a folder)" if Path(data_dir).expanduser().is_file() else ""
             raise FileNotFoundError(
-                f"{path} not found. data_dir must hold the course's offline data folder, laid out as "
+                f"{path} not found{is_file}. data_dir must hold the course's offline data folder, laid out as "
                 "<data_dir>/cifar10/cifar10.npz and <data_dir>/fashion_mnist/fashion_mnist.npz (keys "
                 f"{', '.join(_NPZ_KEYS)}; uint8 images HWC or HW). Pass data_dir=None to download instead."
             )
@@ -213,16 +402,62 @@ def _local_npz(name: str, data_dir: str | Path | None, verbose: bool) -> Path | 
 
 def _read_npz(path: Path) -> _Raw:
     try:
-        with np.load(path) as data:  # each member is decompressed when indexed (uint8, so still compact)
+        data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array saved under the .npz name
+            raise ValueError(
+                f"it holds one {type(data).__name__} (a .npy file), not an .npz archive of named arrays"
+            )
+        with data:  # each member is decompressed when indexed (uint8, so still compact)
             arrays = {k: data[k] for k in _NPZ_KEYS if k in data.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # not an archive, truncated, empty
         raise _unreadable_npz(path, err) from None
     missing = [k for k in _NPZ_KEYS if k not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the keys {missing}; expected {', '.join(_NPZ_KEYS)}.")
-    classes = [str(c) for c in arrays["classes"]]
+    classes = [str(c) for c in np.asarray(arrays["classes"]).reshape(-1)]
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(f"{path}: 'classes' must hold at least 2 distinct class names, got {classes[:10]}.")
+    for split in ("train", "test"):
+        _check_npz_split(path, split, arrays[f"x_{split}"], arrays[f"y_{split}"], len(classes))
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise ValueError(
+            f"{path}: x_train images are {arrays['x_train'].shape[1:]} but x_test images "
+            f"{arrays['x_test'].shape[1:]}; both splits need one image shape."
+        )
     y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
     return _Raw(arrays["x_train"], y_train, arrays["x_test"], y_test, classes, f"local: {path}", 255.0)
+
+
+def _check_npz_split(path: Path, split: str, x: np.ndarray, y: np.ndarray, k: int) -> None:
+    """One split of a course .npz: images (N, H, W) or (N, H, W, C) of real numbers, finite; labels (N,) whole
+    numbers in [0, k). Integer images (the course's uint8) cost no finiteness pass."""
+    fix = f"Fix or regenerate {path} (keys {', '.join(_NPZ_KEYS)}; uint8 images HWC or HW)."
+    if x.dtype.kind not in "uif" or x.ndim not in (3, 4) or len(x) == 0:
+        raise ValueError(
+            f"{path}: x_{split} must be a non-empty array of images (N, H, W) or (N, H, W, C) of numbers, got "
+            f"dtype {x.dtype}, shape {x.shape}. {fix}"
+        )
+    if x.ndim == 4 and x.shape[-1] not in (1, 3, 4) and x.shape[1] in (1, 3, 4):
+        raise ValueError(f"{path}: x_{split} looks channels-first {x.shape}; images are stored HWC. {fix}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(
+            f"{path}: y_{split} must hold one label per image ({len(x)}), got shape {y.shape}. {fix}"
+        )
+    if y.dtype.kind == "f":
+        _check_finite(y, f"y_{split}", str(path), fix)
+        if not np.array_equal(y, np.round(y)):
+            raise ValueError(
+                f"{path}: y_{split} holds labels that are not whole numbers (e.g. {y[y != np.round(y)][:3]}). {fix}"
+            )
+    elif y.dtype.kind not in "iu":
+        raise ValueError(f"{path}: y_{split} must hold integer class indices, got dtype {y.dtype}. {fix}")
+    bad = (y < 0) | (y >= k)
+    if bad.any():
+        raise ValueError(
+            f"{path}: y_{split} must be class indices 0..{k - 1} (one per name in 'classes'), got "
+            f"{int(bad.sum())} label(s) outside (values in [{y.min()}, {y.max()}]), first rows {_bad_rows(bad)}. {fix}"
+        )
+    _check_finite(x, f"x_{split}", str(path), f"{fix} Normalising would turn every image into NaN.")
 
 
 def _unreadable_npz(path: Path, err: BaseException) -> ValueError:
@@ -345,13 +580,18 @@ def load_dataset(
     class-stratified random subsample drawn with ``seed``. Images are scaled to [0, 1], then standardised
     per channel with the mean/std of the (subsampled) training split; both splits use those statistics.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a dataset name (str), one of {', '.join(sorted(DATASETS))}; got {name!r}."
+        )
     check_choice(name, DATASETS, "dataset")
     for value, arg in ((max_train, "max_train"), (max_test, "max_test")):
         if value is not None:
             check_positive_int(value, arg)
-    check_positive_int(seed, "seed", minimum=0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+    seed = _check_seed(seed)
+    _check_timeout(timeout)
+    data_dir = None if data_dir is None else _check_path(data_dir, "data_dir")
+    download, verbose = _check_flag(download, "download"), _check_flag(verbose, "verbose")
     fell_back = False
     try:
         raw = DATASETS[name](data_dir=data_dir, download=download, timeout=timeout, verbose=verbose)
@@ -372,15 +612,29 @@ def load_dataset(
     std = std.clamp_min(1e-6)
     x_train.sub_(mean).div_(std)
     x_test.sub_(mean).div_(std)
+    # Integer pixels (the course's uint8) minus a finite mean, over a std >= 1e-6, are finite: no pass needed.
+    # Float images were checked when read; they are checked again after normalisation (an overflow is caught).
+    make = (
+        ImageData._trusted if raw.x_train.dtype.kind in "iu" and raw.x_test.dtype.kind in "iu" else ImageData
+    )
+    if make is ImageData._trusted:
+        _check_labels(y_train, len(x_train), raw.classes, f"{name} train")
+        _check_labels(y_test, len(x_test), raw.classes, f"{name} test")
     splits = DataSplits(
-        ImageData(x_train, y_train, raw.classes, name, raw.source),
-        ImageData(x_test, y_test, raw.classes, name, raw.source),
+        make(x_train, y_train, list(raw.classes), name, raw.source),
+        make(x_test, y_test, list(raw.classes), name, raw.source),
         fell_back=fell_back,
     )
     if verbose:
         shape, k = "x".join(map(str, splits.in_shape)), splits.num_classes
         print(f"{name}: {len(x_train):,} train / {len(x_test):,} test, {shape}, {k} classes ({raw.source})")
     return splits
+
+
+def _check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}.")
+    return float(timeout)
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
@@ -409,6 +663,8 @@ def batches(
     if None in sizes or len(set(sizes)) != 1:
         raise ValueError(f"all tensors must be torch.Tensors with the same first dimension, got {sizes}.")
     check_positive_int(batch_size, "batch_size")
+    if seed is not None:
+        seed = _check_seed(seed)
     n = sizes[0]
     perm = None
     if shuffle:
@@ -440,6 +696,13 @@ def random_crop_flip(
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"random_crop_flip needs a batch of images (B, C, H, W), got {got}.")
     check_positive_int(padding, "padding", minimum=0)
+    if generator is not None:
+        _check_kind(generator, torch.Generator, "generator", "a torch.Generator or None")
+        if generator.device.type != x.device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but x on {x.device}: make it with "
+                "torch.Generator(device=x.device)."
+            )
     b, _, h, w = x.shape
     if min(h, w) < 8:
         raise ValueError(
@@ -469,7 +732,9 @@ def few_labels_split(
     The transfer set has ``y = -1`` (unlabelled) unless ``keep_labels``, which keeps the true labels so
     that the accuracy of a teacher's pseudo-labels can be measured. Unlabelled input rows go to transfer.
     """
+    _check_kind(data, ImageData, "data", "an ImageData (e.g. splits.train)")
     check_positive_int(n_per_class, "n_per_class")
+    seed = _check_seed(seed)
     labels = data.y.cpu().numpy()
     groups = [np.flatnonzero(labels == c) for c in range(data.num_classes)]
     smallest = min(len(g) for g in groups)
@@ -489,6 +754,7 @@ def per_class_budget(data: ImageData, total: int | None) -> int:
     """Labelled examples per class for a class-balanced subset of about ``total`` images (``None``: as many
     as possible), capped by the smallest class, so that a profile sized for Fashion-MNIST still runs on the
     small digits fallback."""
+    _check_kind(data, ImageData, "data", "an ImageData (e.g. splits.train)")
     labels = data.y[data.y >= 0]
     if labels.numel() == 0:
         raise ValueError("the data have no labelled examples to draw a balanced subset from.")
@@ -500,7 +766,13 @@ def per_class_budget(data: ImageData, total: int | None) -> int:
 
 
 def train_val_split(data: ImageData, val_fraction: float = 0.1, seed: int = 0) -> tuple[ImageData, ImageData]:
-    """Stratified ``(train, val)`` split; ``val`` holds ``round(val_fraction * N)`` examples, same class mix."""
+    """Stratified ``(train, val)`` split; ``val`` holds ``round(val_fraction * N)`` examples, same class mix.
+    ``data`` is an ``ImageData`` (or a ``TextData``)."""
+    if not (isinstance(data, ImageData) or type(data).__name__ == "TextData"):
+        raise TypeError(
+            f"data must be an ImageData or TextData (e.g. splits.train), got {type(data).__name__}."
+        )
+    seed = _check_seed(seed)
     if not 0 < check_fraction(val_fraction, "val_fraction") < 1:
         raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}.")
     if len(data) < 2:
@@ -512,6 +784,8 @@ def train_val_split(data: ImageData, val_fraction: float = 0.1, seed: int = 0) -
 
 def concat(a: ImageData, b: ImageData) -> ImageData:
     """``a`` followed by ``b``; both need the same classes, image shape and device."""
+    for arg, value in (("a", a), ("b", b)):
+        _check_kind(value, ImageData, arg, "an ImageData")
     if a.classes != b.classes:
         raise ValueError(f"cannot concat datasets with different classes: {a.classes} vs {b.classes}.")
     if a.in_shape != b.in_shape:

@@ -25,12 +25,28 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ._validate import check_index, check_positive_int
-from .data import ImageData, _may_download, _Splits, _stratified_choice, _Unavailable, cache_dir
+from .data import (
+    ImageData,
+    _bad_rows,
+    _check_flag,
+    _check_kind,
+    _check_labels,
+    _check_meta,
+    _check_path,
+    _check_seed,
+    _check_timeout,
+    _may_download,
+    _Splits,
+    _stratified_choice,
+    _Unavailable,
+    cache_dir,
+)
 
 __all__ = ["TEXT_DATASETS", "TextData", "TextFeatures", "TextSplits", "load_text_dataset"]
 
@@ -51,15 +67,18 @@ class TextData:
     source: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.texts, list) or not all(isinstance(t, str) for t in self.texts):
-            raise ValueError("texts must be a list of str.")
-        if not isinstance(self.y, torch.Tensor) or self.y.dim() != 1 or self.y.dtype != torch.int64:
-            raise ValueError("y must be an int64 tensor of shape (N,).")
-        if len(self.texts) != len(self.y):
-            raise ValueError(f"{len(self.texts)} texts but {len(self.y)} labels.")
-        k = len(self.classes)
-        if len(self.y) and (int(self.y.min()) < -1 or int(self.y.max()) >= k):
-            raise ValueError(f"labels must be -1 (unlabelled) or 0..{k - 1} for {k} classes.")
+        if not isinstance(self.texts, list):
+            raise TypeError(f"TextData.texts must be a list of str, got {type(self.texts).__name__}.")
+        wrong = next((i for i, t in enumerate(self.texts) if not isinstance(t, str)), None)
+        if wrong is not None:
+            raise TypeError(
+                f"TextData.texts must be a list of str; texts[{wrong}] is a {type(self.texts[wrong]).__name__} "
+                f"({self.texts[wrong]!r:.40}). A NaN here is usually an empty cell of a table: drop or fill it."
+            )
+        if isinstance(self.y, torch.Tensor) and self.y.dim() == 1 and len(self.texts) != len(self.y):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.y)} labels; they must match one to one.")
+        self.classes, self.name, self.source = _check_meta(self.classes, self.name, self.source, "TextData")
+        _check_labels(self.y, len(self.texts), self.classes, "TextData")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -91,6 +110,8 @@ class TextSplits(_Splits):
 
     train: TextData
     test: TextData
+
+    _kind: ClassVar[type | None] = TextData
 
 
 # ---- synthetic reviews: shared sentiment words plus words that only one domain uses ------------------------
@@ -152,12 +173,32 @@ def _toy(name: str, split_seed: int = 1234) -> tuple[TextData, TextData]:
 
 # ---- real data: local files, then downloads ---------------------------------------------------------------
 def _read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
+    """A course TSV (``sentence<TAB>label``, labels 0/1): a clear error naming the file, the column and the first
+    bad rows for an empty, unreadable or malformed file, a missing/non-integer label or one outside 0/1."""
     import pandas as pd
 
-    frame = pd.read_csv(path, sep="\t", keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
+    fix = "Replace it with a complete copy of the course's data folder, or unset LABKIT_DATA_DIR."
+    try:
+        frame = pd.read_csv(path, sep="\t", keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (0 bytes or no header). {fix}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
+        raise ValueError(f"{path} is not a readable UTF-8 TSV ({type(err).__name__}: {err}). {fix}") from None
     if list(frame.columns[:2]) != ["sentence", "label"]:
         raise ValueError(f"{path} must have the header 'sentence<TAB>label', got {list(frame.columns)}.")
-    return [str(t) for t in frame["sentence"]], frame["label"].to_numpy(dtype=np.int64)
+    if len(frame) == 0:
+        raise ValueError(f"{path} has a header but no rows. {fix}")
+    labels = pd.to_numeric(frame["label"], errors="coerce").to_numpy(
+        dtype=np.float64
+    )  # NaN: empty / not a number
+    bad = ~np.isin(labels, (0.0, 1.0))
+    if bad.any():
+        first = _bad_rows(bad)
+        raise ValueError(
+            f"{path}: column 'label' must be 0 (negative) or 1 (positive) in every row; {int(bad.sum())} row(s) are "
+            f"not (first data rows {first}: {frame['label'].iloc[first].tolist()}). {fix}"
+        )
+    return [str(t) for t in frame["sentence"]], labels.astype(np.int64)
 
 
 def _local_files(name: str, data_dir: str | Path | None, verbose: bool) -> list[Path] | None:
@@ -167,13 +208,14 @@ def _local_files(name: str, data_dir: str | Path | None, verbose: bool) -> list[
         else [Path(f"amazon_multidomain/{name}.tsv")]
     )
     root = data_dir if data_dir is not None else os.environ.get("LABKIT_DATA_DIR")
-    if root is None:
+    if not root:
         return None
     paths = [Path(root).expanduser() / r for r in rel]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing and data_dir is not None:
+        is_file = " (data_dir is a file, not a folder)" if Path(root).expanduser().is_file() else ""
         raise FileNotFoundError(
-            f"{', '.join(missing)} not found. data_dir must hold the course's offline data folder "
+            f"{', '.join(missing)} not found{is_file}. data_dir must hold the course's offline data folder "
             "(sst2/train.tsv + sst2/validation.tsv, amazon_multidomain/<domain>.tsv with a 'sentence<TAB>label' "
             "header). Pass data_dir=None to download instead."
         )
@@ -303,7 +345,11 @@ def load_text_dataset(
             hf_name, _, config = str(name)[3:].partition(":")
             return load_hf_text(hf_name, config or None, timeout=timeout, **own)
         return load_text_file(name, **own)
-    if not isinstance(name, str) or name not in TEXT_DATASETS:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a text dataset name or a path (str), got {type(name).__name__}: {name!r:.60}."
+        )
+    if name not in TEXT_DATASETS:
         raise ValueError(
             f"unknown text dataset {name!r}; choose one of: {', '.join(sorted(TEXT_DATASETS))}, or your own "
             "text: a path to a .csv/.tsv file, or 'hf:<Hugging Face dataset name>'."
@@ -311,9 +357,10 @@ def load_text_dataset(
     for value, arg in ((max_train, "max_train"), (max_test, "max_test")):
         if value is not None:
             check_positive_int(value, arg)
-    check_positive_int(seed, "seed", minimum=0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+    seed = _check_seed(seed)
+    _check_timeout(timeout)
+    data_dir = None if data_dir is None else _check_path(data_dir, "data_dir")
+    download, verbose = _check_flag(download, "download"), _check_flag(verbose, "verbose")
     fell_back = False
     if name in _TOY:
         train, test = _toy(name)
@@ -354,7 +401,9 @@ class TextFeatures:
     def __init__(self, max_features: int = 5_000, ngram_range: tuple[int, int] = (1, 2), min_df: int = 2):
         check_positive_int(max_features, "max_features")
         check_positive_int(min_df, "min_df")
-        if not (len(ngram_range) == 2 and 1 <= ngram_range[0] <= ngram_range[1]):
+        ok = isinstance(ngram_range, (tuple, list)) and len(ngram_range) == 2
+        ok = ok and all(isinstance(n, int) and not isinstance(n, bool) for n in ngram_range)
+        if not (ok and 1 <= ngram_range[0] <= ngram_range[1]):
             raise ValueError(f"ngram_range must be (low, high) with 1 <= low <= high, got {ngram_range!r}.")
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -365,8 +414,17 @@ class TextFeatures:
 
     def fit(self, *datasets: TextData) -> TextFeatures:
         if not datasets or not all(isinstance(d, TextData) for d in datasets):
-            raise ValueError("fit needs one or more TextData (e.g. splits.train).")
-        self.vectorizer.fit([t for d in datasets for t in d.texts])
+            got = [type(d).__name__ for d in datasets]
+            raise TypeError(f"fit needs one or more TextData (e.g. splits.train), got {got}.")
+        texts = [t for d in datasets for t in d.texts]
+        try:
+            self.vectorizer.fit(texts)
+        except ValueError as err:  # sklearn: "empty vocabulary", "After pruning, no terms remain"
+            raise ValueError(
+                f"TextFeatures.fit: no word survives in {len(texts)} text(s) of {[d.name for d in datasets]} "
+                f"(min_df={self.vectorizer.min_df}: a word must occur in that many texts; scikit-learn says: {err}). "
+                "Fit on more (non-empty) texts or lower min_df."
+            ) from None
         self.fitted_on = [d.name for d in datasets]
         return self
 
@@ -377,8 +435,7 @@ class TextFeatures:
         return len(self.vectorizer.vocabulary_)
 
     def transform(self, data: TextData) -> ImageData:
-        if not isinstance(data, TextData):
-            raise ValueError(f"transform needs a TextData, got {type(data).__name__}.")
+        _check_kind(data, TextData, "transform's data", "a TextData (e.g. splits.test)")
         dim = self.dim
         x = torch.from_numpy(self.vectorizer.transform(data.texts).astype(np.float32).toarray())
         return ImageData(
@@ -387,5 +444,6 @@ class TextFeatures:
 
     def coverage(self, data: TextData) -> float:
         """Fraction of ``data``'s texts with at least one known feature (0 for a vocabulary from elsewhere)."""
+        _check_kind(data, TextData, "coverage's data", "a TextData (e.g. splits.test)")
         self.dim  # noqa: B018 - raises when not fitted
         return float((self.vectorizer.transform(data.texts).getnnz(axis=1) > 0).mean())

@@ -40,10 +40,45 @@ def _torchvision():
     return torchvision
 
 
+def _check_in_shape(in_shape) -> tuple[int, int, int]:
+    ok = isinstance(in_shape, (tuple, list, torch.Size)) and len(in_shape) == 3
+    ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)
+    if not ok or in_shape[0] not in (1, 3):
+        raise ValueError(
+            f"in_shape must be (channels, height, width) of positive ints with 1 or 3 channels, got {in_shape!r}."
+        )
+    return tuple(int(d) for d in in_shape)
+
+
+def _check_pair(size, arg: str) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ValueError(f"{arg} must be (height, width) or None, got {size!r}.")
+    return (check_positive_int(size[0], f"{arg}[0]"), check_positive_int(size[1], f"{arg}[1]"))
+
+
+def _check_nodes(nodes) -> list[str] | None:
+    if nodes is None:
+        return None
+    if (
+        isinstance(nodes, str)
+        or not isinstance(nodes, (list, tuple))
+        or not all(isinstance(n, str) for n in nodes)
+    ):
+        raise ValueError(f"nodes must be a list of node names, e.g. ['layer1', 'layer2'], got {nodes!r}.")
+    return list(nodes)
+
+
 def torchvision_nodes(model: nn.Module | str) -> list[str]:
     """The node names of a torchvision model's graph in eval mode (``get_graph_node_names``), for ``nodes=``."""
+    if not isinstance(model, (str, nn.Module)):
+        raise TypeError(
+            f"model must be a torchvision model name (str) or an nn.Module, got {type(model).__name__}."
+        )
     tv = _torchvision()
     if isinstance(model, str):
+        check_choice(model, tv.models.list_models(module=tv.models), "torchvision model")
         model = tv.models.get_model(model, weights=None)
     return tv.models.feature_extraction.get_graph_node_names(model)[1]
 
@@ -106,16 +141,13 @@ class TorchvisionClassifier(nn.Module):
         name: str = "model",
     ) -> None:
         super().__init__()
-        fx = _torchvision().models.feature_extraction
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torchvision nn.Module, got {type(model).__name__}.")
         self.num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
-        self.in_shape = tuple(int(d) for d in in_shape)
-        if len(self.in_shape) != 3 or self.in_shape[0] not in (1, 3):
-            raise ValueError(
-                f"in_shape must be (channels, height, width) with 1 or 3 channels, got {in_shape!r}."
-            )
-        self.input_size = (
-            None if input_size is None else tuple(check_positive_int(s, "input_size") for s in input_size)
-        )
+        self.in_shape = _check_in_shape(in_shape)
+        self.input_size = _check_pair(input_size, "input_size")
+        nodes = _check_nodes(nodes)
+        fx = _torchvision().models.feature_extraction
         was_training = model.training
         model.eval()
         probe = self._prepare(torch.zeros(1, *self.in_shape))
@@ -149,10 +181,17 @@ class TorchvisionClassifier(nn.Module):
         self.train(was_training)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"x must be a torch.Tensor (B, {', '.join(map(str, self.in_shape))}), got {type(x).__name__}."
+            )
         if x.dim() != 4 or x.shape[1] != self.in_shape[0]:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
-                f"expects a batch of shape (B, {', '.join(map(str, self.in_shape))}), got {shape}."
+                f"expects a batch of shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}."
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"x must be a floating tensor (standardised images), got dtype {x.dtype}; use x.float()."
             )
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey -> the 3 channels of an ImageNet model
@@ -219,7 +258,17 @@ def torchvision_model(
     ``align_to``: a labkit student whose stages the teacher's must pair with (hints, attention): the smallest
     input scale (1, 2, 4 or 8 x the image side) whose stages have the student's spatial sizes, and those stages.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a torchvision model name such as 'resnet18', got {name!r}.")
     check_positive_int(num_classes, "num_classes", minimum=2)
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True or False, got {pretrained!r}.")
+    in_shape, nodes = _check_in_shape(in_shape), _check_nodes(nodes)
+    input_size = _check_pair(input_size, "input_size")
+    if align_to is not None and not isinstance(align_to, nn.Module):
+        raise TypeError(
+            f"align_to must be a labkit student (nn.Module) or None, got {type(align_to).__name__}."
+        )
     tv = _torchvision()
     check_choice(name, tv.models.list_models(module=tv.models), "torchvision model")
     model = tv.models.get_model(name, weights="DEFAULT" if pretrained else None)

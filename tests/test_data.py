@@ -384,6 +384,109 @@ def test_truncated_or_empty_npz_is_a_clear_error(tmp_path):
         load_dataset("fashion_mnist", data_dir=tmp_path, verbose=False)
 
 
+def _float_npz(root: Path, name: str = "fashion_mnist", bad=None) -> Path:
+    """A float-pixel .npz (values in [0, 255]) in the course layout; ``bad``: (split, index, value) to plant."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((30, 6, 6)).astype(np.float32) * 255,
+        "y_train": np.arange(30) % 3,
+        "x_test": rng.random((9, 6, 6)).astype(np.float32) * 255,
+        "y_test": np.arange(9) % 3,
+        "classes": np.array(["a", "b", "c"]),
+    }
+    if bad is not None:
+        split, index, value = bad
+        arrays[f"x_{split}"][index] = value
+    (root / name).mkdir(parents=True, exist_ok=True)
+    np.savez(root / name / f"{name}.npz", **arrays)
+    return root / name / f"{name}.npz"
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (
+            ("train", (0, 0, 0), np.nan),
+            r"x_train has 1 non-finite value\(s\) \(1 NaN, 0 \+-inf\); first bad rows \[0\]",
+        ),
+        (
+            ("train", (slice(5, 30, 10), 2), np.inf),
+            r"x_train has 18 non-finite .*\(0 NaN, 18 \+-inf\); first bad rows \[5, 15, 25\]",
+        ),
+        (("test", (8, 5, 5), -np.inf), r"x_test has 1 non-finite .*first bad rows \[8\]"),
+    ],
+)
+def test_a_non_finite_pixel_under_labkit_data_dir_is_an_error_not_a_nan_dataset(
+    tmp_path, monkeypatch, bad, words
+):
+    """One NaN pixel used to make the whole normalised set NaN (the mean and std of the channel are NaN). Under
+    $LABKIT_DATA_DIR the error names the file, the array, the count and the rows; it does not fall back quietly."""
+    path = _float_npz(tmp_path, bad=bad)
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=words) as err:
+        load_dataset("fashion_mnist", verbose=False)
+    assert str(path) in str(err.value) and "Fix or regenerate" in str(err.value)
+
+
+def test_float_pixels_still_load_and_integer_pixels_cost_no_finiteness_pass(tmp_path, monkeypatch):
+    _float_npz(tmp_path)
+    data = load_dataset("fashion_mnist", data_dir=tmp_path, verbose=False)
+    assert data.in_shape == (1, 6, 6) and torch.isfinite(data.train.x).all()
+    import labkit.data as module
+
+    seen = []
+    real = module._check_finite
+
+    def spy(a, *args, **kw):
+        seen.append((str(a.dtype), a.size if isinstance(a, np.ndarray) else a.numel()))
+        return real(a, *args, **kw)
+
+    monkeypatch.setattr(module, "_check_finite", spy)
+    _write_npz(tmp_path / "u", "cifar10", (8, 8, 3))
+    load_dataset("cifar10", data_dir=tmp_path / "u", verbose=False)
+    assert {d for d, _ in seen} <= {"uint8"}  # only the (skipped) integer arrays: no pass over float pixels
+
+
+def test_check_finite_fast_path_is_exact():
+    """The one-sum fast path never hides a bad value, and a sum that overflows on finite values is not an error."""
+    from labkit.data import _check_finite
+
+    huge = torch.full((4, 1, 2, 2), 3e38)  # finite, but its float32 sum is inf
+    _check_finite(huge, "x")
+    ImageData(huge, torch.zeros(4, dtype=torch.long), ["a"], "n", "s")
+    for value in (float("nan"), float("inf"), float("-inf")):
+        x = torch.zeros(4, 1, 2, 2)
+        x[2, 0, 1, 1] = value
+        with pytest.raises(ValueError, match=r"x has 1 non-finite value\(s\).*first bad rows \[2\]"):
+            _check_finite(x, "x")
+        with pytest.raises(ValueError, match=r"first bad rows \[2\]"):
+            _check_finite(x.numpy(), "x")
+    mixed = torch.tensor([[float("inf"), -float("inf")], [float("nan"), 1.0]])  # inf + -inf: NaN in the sum
+    with pytest.raises(ValueError, match=r"3 non-finite value\(s\) \(1 NaN, 2 \+-inf\)"):
+        _check_finite(mixed, "x")
+
+
+def test_image_data_validates_cheaply_and_through_replace(digits):
+    import dataclasses
+
+    x, y = digits.train.x, digits.train.y
+    made = ImageData(x, y, digits.classes, "d", "s")
+    assert made.x is x and made.y is y  # no copy
+    moved = made.to("cpu")
+    assert moved.x.data_ptr() == x.data_ptr() and made.unlabelled().x.data_ptr() == x.data_ptr()
+    with pytest.raises(ValueError, match="1347 examples but y has 1346 labels"):
+        dataclasses.replace(made, y=y[1:])
+    with pytest.raises(ValueError, match="float64"):
+        dataclasses.replace(made, x=x.double())
+    with pytest.raises(ValueError, match=r"0\.\.4 for 5 classes"):
+        dataclasses.replace(made, classes=digits.classes[:5])
+    with pytest.raises(ValueError, match="train images are .* but test images"):
+        DataSplits(digits.train, ImageData(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long),
+                                           digits.classes, "t", "s"))  # fmt: skip
+    with pytest.raises(TypeError, match="fell_back must be True or False"):
+        DataSplits(digits.train, digits.test, fell_back="no")
+
+
 def _indexed(n: int = 60, k: int = 3) -> ImageData:
     """A toy set whose image i is filled with the value i, so splits can be traced back to indices."""
     x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()

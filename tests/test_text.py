@@ -102,7 +102,7 @@ def test_features_need_fitting_and_text_data():
     feats = lk.TextFeatures()
     with pytest.raises(ValueError, match="not fitted"):
         feats.transform(lk.load_text_dataset("toy_dvd", verbose=False).train)
-    with pytest.raises(ValueError, match="TextData"):
+    with pytest.raises(TypeError, match="TextData"):
         feats.fit(["just", "strings"])
     with pytest.raises(ValueError, match="ngram_range"):
         lk.TextFeatures(ngram_range=(2, 1))
@@ -147,3 +147,47 @@ def test_text_subset_reads_a_boolean_mask_and_refuses_floats():
         data.subset([True, False])
     with pytest.raises(ValueError, match="indices must lie in"):
         data.subset([4])
+
+
+@pytest.mark.parametrize(
+    "label, words",
+    [
+        (
+            "",
+            r"books\.tsv: column 'label' must be 0 \(negative\) or 1 \(positive\) in every row; 1 row\(s\).*\[7\]",
+        ),
+        ("2", r"1 row\(s\) are not \(first data rows \[7\]: \[2\]\)"),
+        ("positive", r"first data rows \[7\]: \['positive'\]"),
+        ("0.5", r"first data rows \[7\]"),
+        ("nan", r"first data rows \[7\]"),
+    ],
+)
+def test_a_bad_label_under_labkit_data_dir_names_file_column_and_row(tmp_path, monkeypatch, label, words):
+    """A course TSV with one bad label: an error naming the file, the column and the row, never a bare pandas /
+    numpy traceback (an empty cell used to fail inside to_numpy) nor a quiet fallback to the toy data."""
+    rows = [(f"review {i}", i % 2) for i in range(12)]
+    _write_domain(tmp_path, "books", rows)
+    path = tmp_path / "amazon_multidomain" / "books.tsv"
+    lines = path.read_text().splitlines()
+    lines[8] = f"review 7\t{label}"  # data row 7 (line 1 is the header)
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=words):
+        lk.load_text_dataset("books", verbose=False)
+
+
+def test_valid_tsv_loads_as_before(tmp_path):
+    rows = [(f"review {i}", i % 2) for i in range(20)]
+    _write_domain(tmp_path, "dvd", rows)
+    data = lk.load_text_dataset("dvd", data_dir=tmp_path, verbose=False)
+    got = sorted(zip(data.train.texts + data.test.texts, (data.train.y.tolist() + data.test.y.tolist())))
+    assert got == sorted(rows) and data.train.y.dtype == torch.int64
+
+
+def test_text_splits_need_text_data_with_the_same_classes():
+    books = lk.load_text_dataset("toy_books", verbose=False)
+    with pytest.raises(TypeError, match=r"TextSplits\.test must be a TextData"):
+        lk.TextSplits(books.train, lk.load_dataset("digits", verbose=False).test)
+    swapped = TextData(books.test.texts, books.test.y, ["positive", "negative"], "b", "s")
+    with pytest.raises(ValueError, match="same classes in the same order"):
+        lk.TextSplits(books.train, swapped)
