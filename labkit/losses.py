@@ -67,9 +67,24 @@ def soft_targets(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     ``-inf`` everywhere are errors (their softmax would be NaN).
     """
     check_logits(logits)
-    check_logit_values(logits, "logits")
     t = check_temperature(temperature)
-    return F.softmax(logits.float() / t, dim=-1)
+    z = logits.float() / t  # (B, K)
+    if not all_finite(z):
+        check_logit_values(logits, "logits")
+        _check_overflow(logits, z, "logits", t)
+    return F.softmax(z, dim=-1)
+
+
+def _check_overflow(raw: torch.Tensor, scaled: torch.Tensor, name: str, t: float) -> None:
+    """``raw / T`` must not overflow float32 to +-inf (a -inf that was -inf before is fine): softmax of inf is NaN,
+    and an overflowed teacher logit would pass for an unknown class."""
+    over = torch.isinf(scaled) & torch.isfinite(raw.detach().float())
+    if bool(over.any()):
+        raise ValueError(
+            f"{name} / temperature overflows float32: logits up to {float(raw.detach().float().abs().max()):.3g} "
+            f"divided by T={t:g} exceed 3.4e38. Logits this large come from a diverged model; check its training "
+            "(learning rate, NaN/inf inputs) before distilling."
+        )
 
 
 def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -153,12 +168,14 @@ def kd_kl_loss(
     """
     check_logits_pair(student_logits, teacher_logits, allow_empty=False)
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
-    finite = all_finite(student_logits, teacher_logits)  # one host sync on the common path
-    support = (
-        None if finite else _check_kd_values(student_logits, teacher_logits)
-    )  # (B, K): teacher's classes
-    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, K)
-    log_p_t = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, K)
+    z_s, z_t = student_logits.float() / t, teacher_logits.detach().float() / t  # (B, K) each
+    support = None  # every class known: the plain formula
+    if not all_finite(z_s, z_t):  # one host sync on the common path
+        support = _check_kd_values(student_logits, teacher_logits)  # (B, K): the teacher's classes
+        _check_overflow(student_logits, z_s, "student_logits", t)
+        _check_overflow(teacher_logits, z_t, "teacher_logits", t)
+    log_p_s = F.log_softmax(z_s, dim=-1)  # (B, K)
+    log_p_t = F.log_softmax(z_t, dim=-1)  # (B, K)
     kl = _kl_rows(log_p_s, log_p_t, support)  # (B,)
     return kl.mean() * (t * t)
 
@@ -409,12 +426,15 @@ def prob_mse_loss(
     Caruana (2014) regressed logits rather than probabilities.
     """
     check_logits_pair(student_logits, teacher_logits, allow_empty=False)
-    if not all_finite(student_logits, teacher_logits):
+    t = check_temperature(temperature)
+    z_s, z_t = student_logits.float() / t, teacher_logits.detach().float() / t  # (B, C) each
+    if not all_finite(z_s, z_t):
         check_logit_values(student_logits, "student_logits")
         check_logit_values(teacher_logits, "teacher_logits")
-    t = check_temperature(temperature)
-    p_s = F.softmax(student_logits.float() / t, dim=-1)  # (B, C)
-    p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)  # (B, C)
+        _check_overflow(student_logits, z_s, "student_logits", t)
+        _check_overflow(teacher_logits, z_t, "teacher_logits", t)
+    p_s = F.softmax(z_s, dim=-1)  # (B, C)
+    p_t = F.softmax(z_t, dim=-1)  # (B, C)
     return (p_s - p_t).pow(2).sum(dim=-1).mean()
 
 

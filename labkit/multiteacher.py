@@ -47,7 +47,7 @@ from ._validate import (
     check_temperature,
 )
 from .data import ImageData
-from .losses import MAX_TEMPERATURE, _kl_rows, _labelled_ce
+from .losses import MAX_TEMPERATURE, _check_overflow, _kl_rows, _labelled_ce
 from .metrics import batched_outputs
 
 __all__ = [
@@ -301,14 +301,23 @@ def per_teacher_kl(
     _check_stack(teacher_logits, student_logits, allow_empty=False)
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     z_t = teacher_logits.detach().float() / t  # (B, K, C)
+    z_s = student_logits.float() / t  # (B, C)
     support = torch.isfinite(z_t)  # (B, K, C): the classes each teacher knows (NaN / +inf refused above)
-    if bool(support.all()):  # every teacher knows every class: one student log-softmax, broadcast over K
+    over_t = ~support & torch.isfinite(
+        teacher_logits.detach().float()
+    )  # finite / T overflowed: not "unknown"
+    flags = torch.stack([over_t.any(), torch.isinf(z_s).any(), support.all()]).tolist()  # one host sync
+    if flags[0]:
+        k = int(over_t.nonzero()[0][1])
+        _check_overflow(teacher_logits[:, k], z_t[:, k], f"teacher {k}'s logits", t)
+    if flags[1]:
+        _check_overflow(student_logits, z_s, "student_logits", t)
+    if flags[2]:  # every teacher knows every class: one student log-softmax, broadcast over K
         log_p_t = F.log_softmax(z_t, dim=-1)
-        log_p_s = F.log_softmax(student_logits.float() / t, dim=-1).unsqueeze(1)  # (B, 1, C)
+        log_p_s = F.log_softmax(z_s, dim=-1).unsqueeze(1)  # (B, 1, C)
         return _kl_rows(log_p_s.expand_as(log_p_t), log_p_t, None)  # (B, K)
     log_p_t = _masked_log_softmax(z_t.masked_fill(~support, 0.0), support)
-    z_s = (student_logits.float() / t).unsqueeze(1).expand_as(z_t)  # (B, K, C)
-    log_p_s = _masked_log_softmax(z_s, support)
+    log_p_s = _masked_log_softmax(z_s.unsqueeze(1).expand_as(z_t), support)  # (B, K, C)
     return _kl_rows(log_p_s, log_p_t, support)  # (B, K)
 
 

@@ -359,3 +359,16 @@ def test_soft_targets_minus_inf_is_probability_zero():
     torch.testing.assert_close(p, torch.tensor([[0.5, 0.5, 0.0]]))
     with pytest.raises(ValueError, match="-inf for every class"):
         soft_targets(torch.full((1, 3), NEG_INF))
+
+
+def test_logits_that_overflow_when_divided_by_t_are_an_error_not_nan():
+    huge, zero = torch.tensor([[3e38, 0.0]]), torch.zeros(1, 2)
+    for call, who in (
+        (lambda: kd_kl_loss(huge, zero, 0.5), "student_logits"),
+        (lambda: kd_kl_loss(zero, huge, 0.5), "teacher_logits"),
+        (lambda: soft_targets(huge, 0.5), "logits"),
+        (lambda: prob_mse_loss(zero, huge, 0.5), "teacher_logits"),
+    ):
+        with pytest.raises(ValueError, match=rf"{who} / temperature overflows float32: .*T=0.5"):
+            call()  # was NaN
+    assert kd_kl_loss(huge, zero, 1.0).item() == pytest.approx(1.5e38, rel=1e-3)  # finite and right: no error

@@ -481,3 +481,12 @@ def test_weightings_check_their_stack_and_targets():
         lk.make_weighting("uniform", 2, tau=2.0)
     with pytest.raises(ValueError, match="weighting 'confidence' does not take accuracies; it takes: tau"):
         lk.TeacherEnsemble([torch.nn.Linear(2, 5)] * 2, 5, weighting="confidence", accuracies=[0.5, 0.5])
+
+
+def test_a_teacher_logit_that_overflows_at_low_t_is_not_an_unknown_class():
+    z = torch.zeros(1, 2, 2)
+    z[0, 1, 0] = 3e38  # finite, but 3e38 / 0.5 = inf: it must not pass for "class unknown"
+    with pytest.raises(ValueError, match="teacher 1's logits / temperature overflows float32"):
+        lk.per_teacher_kl(torch.zeros(1, 2), z, 0.5)
+    with pytest.raises(ValueError, match="student_logits / temperature overflows"):
+        lk.per_teacher_kl(torch.tensor([[3e38, 0.0]]), torch.zeros(1, 1, 2), 0.5)
