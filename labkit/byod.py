@@ -132,8 +132,9 @@ def load_image_folder(
     if not (isinstance(size, (tuple, list)) and len(size) == 2):
         raise ValueError(f"size must be (height, width), e.g. (32, 32), got {size!r}.")
     size = (check_positive_int(size[0], "size[0]"), check_positive_int(size[1], "size[1]"))
-    seed = _check_split_args(test_fraction, seed)
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    given = (root / "train").is_dir() and (root / "test").is_dir()  # the splits as they are: no fraction
+    seed = _check_seed(seed) if given else _check_split_args(test_fraction, seed)
+    if given:
         classes = [p.name for p in _class_folders(root / "train")]
         test_classes = [p.name for p in _class_folders(root / "test")]
         if test_classes != classes:

@@ -232,7 +232,7 @@ def load_text_file(
         raise ValueError(f"sep must be a separator string such as ',' or '\\t', got {sep!r}.")
     if not isinstance(encoding, str):
         raise TypeError(f"encoding must be the name of a text encoding (str), got {encoding!r}.")
-    if not (0 < check_fraction(test_fraction, "test_fraction") < 1):
+    if test_path is None and not (0 < check_fraction(test_fraction, "test_fraction") < 1):
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
     seed, verbose = _check_seed(seed), _check_flag(verbose, "verbose")
     _check_limits(max_train, max_test)
@@ -304,7 +304,7 @@ def load_hf_text(
         raise ValueError(f"name must be a Hugging Face dataset name such as 'imdb', got {name!r}.")
     if config is not None and not isinstance(config, str):
         raise ValueError(f"config must be a configuration name (str) or None, got {config!r}.")
-    if not (0 < check_fraction(test_fraction, "test_fraction") < 1):
+    if test_split is None and not (0 < check_fraction(test_fraction, "test_fraction") < 1):
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}.")
     seed, verbose = _check_seed(seed), _check_flag(verbose, "verbose")
     _check_timeout(timeout)

@@ -148,7 +148,8 @@ def _check_path(value: Any, name: str) -> Path:
 
 
 def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
+    """True/False (or 1/0); a string such as "no" would silently count as True."""
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1))):
         raise TypeError(f"{name} must be True or False, got {value!r}.")
     return bool(value)
 

@@ -194,3 +194,27 @@ def test_hf_without_the_datasets_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(ImportError, match="pip install datasets"):
         lk.load_hf_text("imdb")
+
+
+def test_arguments_that_do_not_apply_are_not_checked_and_flags_accept_0_1(tmp_path):
+    """test_fraction is unused when test_path gives the test split (so 0 is fine there); verbose=0 is False, but a
+    string such as 'no' (which Python reads as True) is an error."""
+    _frame(20).to_csv(tmp_path / "a.csv", index=False)
+    _frame(8).to_csv(tmp_path / "b.csv", index=False)
+    data = lk.load_text_file(tmp_path / "a.csv", test_path=tmp_path / "b.csv", test_fraction=0, verbose=0)
+    assert (len(data.train), len(data.test)) == (20, 8)
+    with pytest.raises(ValueError, match="test_fraction must be strictly between 0 and 1"):
+        lk.load_text_file(tmp_path / "a.csv", test_fraction=0, verbose=False)
+    with pytest.raises(TypeError, match="verbose must be True or False, got 'no'"):
+        lk.load_text_file(tmp_path / "a.csv", verbose="no")
+
+
+def test_a_missing_label_is_reported_at_its_row_in_the_file(tmp_path):
+    """Rows with an empty text are dropped first; the message must still name the file's row, not the position
+    among the rows that were kept (which pointed at the wrong line before)."""
+    frame = _frame(12)
+    frame.loc[[1, 2], "text"] = ""
+    frame.loc[9, "label"] = ""
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no label \(first rows \[9\]"):
+        lk.load_text_file(tmp_path / "r.csv", verbose=False)
