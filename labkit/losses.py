@@ -213,8 +213,11 @@ def attention_rows_kl(
         raise ValueError(
             f"attention_mask must have shape (batch, tokens) = {(b, q)}, got {tuple(attention_mask.shape)}."
         )
-    if attention_mask.is_floating_point() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-        raise ValueError("attention_mask must hold 1 (token) and 0 (padding) only, got other values.")
+    if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError(
+            f"attention_mask must hold 1 (token) and 0 (padding) only, got values in "
+            f"[{float(attention_mask.min()):g}, {float(attention_mask.max()):g}]."
+        )
     real = attention_mask.bool()  # (B, L)
     if not bool(real.any()):
         raise ValueError("attention_mask marks no real token: nothing to distil.")
@@ -342,8 +345,13 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
         shape = tuple(feat.shape) if isinstance(feat, torch.Tensor) else type(feat).__name__
         raise ValueError(f"attention_map needs a feature map of shape (B, C, H, W), got {shape}.")
     _check_p(p)
-    check_finite(feat, "feat")
     am = feat.float().abs().pow(p).mean(dim=1).flatten(1)  # (B, H*W)
+    if not all_finite(am):  # one host sync: NaN/inf features, or |A|^p overflowing float32
+        check_finite(feat, "feat")
+        raise ValueError(
+            f"feat: |A|^p overflows float32 (features up to {float(feat.detach().float().abs().max()):.3g}, p={p:g}); "
+            "features this large come from a diverged model."
+        )
     return F.normalize(am, dim=1)
 
 
@@ -469,7 +477,11 @@ def dml_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor, temperature:
         raise ValueError(f"mutual learning needs at least two peers' logits, got {n}.")
     for j, z in enumerate(logits):
         check_logits(z, f"logits[{j}]", allow_empty=False)
-        check_logits_pair(z, logits[0])
+        if z.shape != logits[0].shape:
+            raise ValueError(
+                f"every peer's logits must have the same shape (the same batch, the same classes): logits[0] is "
+                f"{tuple(logits[0].shape)}, logits[{j}] is {tuple(z.shape)}."
+            )
         check_logit_values(z, f"logits[{j}]", allow_neg_inf=False)  # each peer is also a teacher: finite
     targets = check_targets(targets, logits[0].shape[0], logits[0].shape[1])
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)

@@ -167,6 +167,12 @@ BAD = [
     ),
     ("dml: empty batch", lambda: lk.dml_loss([Z[:0], Z[:0]], Y[:0]), ValueError, "empty batch"),
     ("dml: T = 1e6", lambda: lk.dml_loss([Z, Z], Y, 1e6), ValueError, "at most 100"),
+    (
+        "dml: peers of different batch sizes",
+        lambda: lk.dml_loss([Z, Z[:3]], Y),
+        ValueError,
+        r"logits\[0\] is \(4, 5\), logits\[1\] is \(3, 5\)",
+    ),
     # ---------------------------------------------------------------- feature objectives
     (
         "hint: a list as feature",
@@ -246,6 +252,12 @@ BAD = [
         lambda: lk.attention_rows_kl(ATTN, ATTN, MASK * 2),
         ValueError,
         "1 .token. and 0",
+    ),
+    (
+        "attention KL: integer mask of 2s",
+        lambda: lk.attention_rows_kl(ATTN, ATTN, MASK.long() * 2),
+        ValueError,
+        r"1 .token. and 0 .padding. only, got values in \[2, 2\]",
     ),
     (
         "attention KL: integer maps",

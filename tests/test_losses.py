@@ -372,3 +372,10 @@ def test_logits_that_overflow_when_divided_by_t_are_an_error_not_nan():
         with pytest.raises(ValueError, match=rf"{who} / temperature overflows float32: .*T=0.5"):
             call()  # was NaN
     assert kd_kl_loss(huge, zero, 1.0).item() == pytest.approx(1.5e38, rel=1e-3)  # finite and right: no error
+
+
+def test_attention_map_of_overflowing_features_is_an_error_not_nan():
+    with pytest.raises(ValueError, match=r"\|A\|\^p overflows float32 .*p=2"):
+        attention_map(torch.full((1, 2, 2, 2), 1e20))  # (1e20)^2 = inf: the normalised map was NaN
+    with pytest.raises(ValueError, match="feat must hold finite numbers, got 1 NaN"):
+        attention_map(torch.tensor([float("nan"), 1.0, 1.0, 1.0]).view(1, 1, 2, 2))
