@@ -23,6 +23,7 @@ the metric's better / worse side. Runs trained elsewhere (a Hugging Face ``Train
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_choice
+from ._validate import check_choice, check_finite, check_logits
 from .data import ImageData
 from .methods import METHODS
 from .metrics import expected_calibration_error, predict_logits, summarize
@@ -77,6 +78,38 @@ class Arm:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"an arm needs a non-empty name, got {self.name!r}.")
+        uses = {
+            "student": "student() builds a new model",
+            "procedure": "procedure(student, train, config) trains one",
+        }
+        for what, value in (("student", self.student), ("procedure", self.procedure)):
+            if value is not None and (not callable(value) or isinstance(value, nn.Module)):
+                raise TypeError(
+                    f"arm {self.name!r}: {what} must be a function ({uses[what]}), got {type(value).__name__}."
+                )
+        if self.teacher is not None and not isinstance(self.teacher, nn.Module):
+            raise TypeError(
+                f"arm {self.name!r}: teacher must be a trained nn.Module (or an lk.EnsembleTeacher), got "
+                f"{type(self.teacher).__name__}."
+            )
+        if self.train is not None and self.procedure is None and not isinstance(self.train, ImageData):
+            raise TypeError(
+                f"arm {self.name!r}: train must be an lk.ImageData, got {type(self.train).__name__}."
+            )
+        if self.teacher_logits is not None:
+            t = self.teacher_logits  # (N, K), or a multi-teacher stack (N, M, K): lk.fit checks the shape
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() not in (2, 3):
+                got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise TypeError(
+                    f"arm {self.name!r}: teacher_logits must be a floating torch.Tensor (N, K) (or a stack of teachers "
+                    f"(N, M, K)), got {got}."
+                )
+            check_finite(self.teacher_logits, f"arm {self.name!r}: teacher_logits", allow_neg_inf=True)
+            if self.train is not None and len(self.teacher_logits) != len(self.train):
+                raise ValueError(
+                    f"arm {self.name!r}: teacher_logits has {len(self.teacher_logits)} rows but its train set "
+                    f"{len(self.train)} examples; compute them on the same rows, in the same order."
+                )
         if self.procedure is not None:  # the method is then only a label of the run table (e.g. "mutual")
             if not isinstance(self.method, str) or not self.method:
                 raise ValueError(f"arm {self.name!r}: method must be a non-empty label, got {self.method!r}.")
@@ -84,6 +117,11 @@ class Arm:
             check_choice(self.method, METHODS, "method")
             if METHODS[self.method].needs_teacher and self.teacher is None:
                 raise ValueError(f"arm {self.name!r}: method {self.method!r} needs teacher=...")
+        if not isinstance(self.config, Mapping):
+            raise TypeError(
+                f"arm {self.name!r}: config must be a dict of TrainConfig fields such as {{'temperature': 2}}, got "
+                f"{type(self.config).__name__}."
+            )
         bad = set(self.config) - {f.name for f in dataclasses.fields(TrainConfig)}
         if bad:
             raise ValueError(
@@ -94,6 +132,10 @@ class Arm:
             raise ValueError(
                 f"arm {self.name!r}: the seed comes from the comparison's seeds, not the arm's config."
             )
+        try:  # the values too, now, not after the other arms have trained
+            dataclasses.replace(TrainConfig(), **self.config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"arm {self.name!r}: config {dict(self.config)}: {err}") from None
 
 
 def _per_example(
@@ -109,7 +151,12 @@ def _per_example(
         tz = t_logits.double()
         out["agreement"] = (z.argmax(1) == tz.argmax(1)).double().numpy()
         log_s, log_t = F.log_softmax(z, 1), F.log_softmax(tz, 1)
-        out["kl_to_teacher"] = (log_t.exp() * (log_t - log_s)).sum(1).numpy()
+        terms = log_t.exp() * (log_t - log_s)  # (N, K)
+        if bool(
+            torch.isneginf(log_t).any()
+        ):  # a class the teacher gives probability 0 adds 0, not 0 * inf = NaN
+            terms = torch.where(torch.isneginf(log_t), torch.zeros_like(terms), terms)
+        out["kl_to_teacher"] = terms.sum(1).numpy()
     return out
 
 
@@ -146,10 +193,20 @@ class Comparison:
                 f"test must have .y, the labels (an ImageData, or any object with .y for runs added with add), "
                 f"got {type(test).__name__}."
             )
+        if not isinstance(test.y, torch.Tensor) or test.y.dim() != 1 or test.y.is_floating_point():
+            got = (
+                f"{test.y.dtype} {tuple(test.y.shape)}"
+                if isinstance(test.y, torch.Tensor)
+                else type(test.y).__name__
+            )
+            raise ValueError(f"test.y must be a 1-D integer tensor of class indices, got {got}.")
         self.y = test.y.detach().cpu().long()
         if len(self.y) == 0 or bool((self.y < 0).any()):
             raise ValueError("the test set must be non-empty and fully labelled (no -1 targets).")
         self.test = test
+        if teacher_logits is not None:
+            check_logits(teacher_logits, "teacher_logits")
+            check_finite(teacher_logits, "teacher_logits", allow_neg_inf=True)
         self.teacher_logits = None if teacher_logits is None else teacher_logits.detach().cpu().float()
         if self.teacher_logits is not None and self.teacher_logits.shape[0] != len(self.y):
             raise ValueError(
@@ -157,6 +214,10 @@ class Comparison:
             )
         self.metrics: dict[str, Metric] = dict(METRICS)
         for name, spec in (metrics or {}).items():
+            if name in METRICS or name in ("seconds", "steps", "arm", "seed", "method"):
+                raise ValueError(
+                    f"extra metric {name!r} would replace a column labkit computes itself; give it another name."
+                )
             if not isinstance(spec, Metric):
                 raise ValueError(f"metric {name!r} must be an lk.verdicts.Metric(better=...), got {spec!r}.")
             check_better(spec.better)
@@ -177,12 +238,34 @@ class Comparison:
     ) -> dict[str, Any]:
         """One run's test logits ``(N, K)``; ``extra``: per-example values ``(N,)`` of the extra metrics;
         ``info``: anything else for the run table (wall time, steps, loss parts). ``seed=None`` is a fixed
-        reference (``add_fixed``). Returns the run's row."""
+        reference (``add_fixed``). Returns the run's row. Adding the same (arm, seed) again replaces that run (so a
+        notebook cell can be run twice)."""
         if not isinstance(arm, str) or not arm:
             raise ValueError(f"arm must be a non-empty name, got {arm!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(
+                f"arm {arm!r}: seed must be an integer (or None for a fixed reference), got {seed!r}."
+            )
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(
+                f"arm {arm!r}: logits must be a torch.Tensor (N, classes), got {type(logits).__name__}."
+            )
         z = logits.detach().cpu().float()
         if z.dim() != 2 or z.shape[0] != len(self.y):
             raise ValueError(f"logits must have shape (N={len(self.y)}, classes), got {tuple(z.shape)}.")
+        k, top = z.shape[1], int(self.y.max())
+        if k <= top:
+            raise ValueError(
+                f"arm {arm!r}: logits have {k} classes but the test labels go up to {top}; score a model built for "
+                "this test set's classes."
+            )
+        widths = [("teacher_logits", self.teacher_logits.shape[1])] if self.teacher_logits is not None else []
+        widths += [(f"arm {a!r}", r["conf_k"]) for (a, _), r in list(self._runs.items())[:1]]
+        for what, kk in widths:  # one label space: the teacher's, then the first run's
+            if kk != k:
+                raise ValueError(
+                    f"arm {arm!r}: logits have {k} classes but {what} {kk}: one label space per comparison."
+                )
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"arm {arm!r}, seed {seed}: logits contain NaN or inf.")
         if (arm, None) in self._runs or (seed is None and any(a == arm for a, _ in self._runs)):
@@ -201,7 +284,8 @@ class Comparison:
             v = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=np.float64).reshape(-1)
             if v.shape != (len(self.y),) or not np.isfinite(v).all():
                 raise ValueError(
-                    f"extra metric {name!r} must be {len(self.y)} finite values, got shape {v.shape}."
+                    f"extra metric {name!r} must be {len(self.y)} finite values (one per test example), got shape "
+                    f"{v.shape} with {int((~np.isfinite(v)).sum())} NaN or inf."
                 )
             per[name] = v
         conf = F.softmax(z.double(), 1).max(1).values.numpy()
@@ -212,7 +296,7 @@ class Comparison:
             "ece": expected_calibration_error(z, self.y),
             **info,
         }
-        self._runs[(arm, seed)] = {"row": row, "per": per, "conf": conf}
+        self._runs[(arm, seed)] = {"row": row, "per": per, "conf": conf, "conf_k": k}
         if model is not None:
             self.models[(arm, seed)] = model
         return row
@@ -237,7 +321,7 @@ class Comparison:
         return list(dict.fromkeys(a for a, _ in self._runs))
 
     def seeds(self, arm: str) -> list[int | None]:
-        if arm not in self.arms:
+        if not isinstance(arm, str) or arm not in self.arms:
             raise ValueError(f"no arm {arm!r} in this comparison; arms: {self.arms}.")
         return [s for a, s in self._runs if a == arm]
 
@@ -246,6 +330,10 @@ class Comparison:
         """The tidy table: one row per run (arm, seed, every metric, wall time, steps, loss parts ...)."""
         import pandas as pd
 
+        if not self._runs:
+            raise ValueError(
+                "this comparison has no runs yet: add(...), add_model(...) or lk.compare(..., into=cmp)."
+            )
         frame = pd.DataFrame([r["row"] for r in self._runs.values()])
         frame["seed"] = frame["seed"].astype("Int64")  # a fixed reference (the teacher) has no seed
         return frame
@@ -254,6 +342,9 @@ class Comparison:
         """Mean ± sample std over seeds per arm, in display units (accuracy, agreement and ECE in %, NLL and
         KL in nats; ``seconds`` of training too): columns ``n`` and one text column per metric, or with
         ``raw=True`` also ``<metric>_mean`` / ``<metric>_std`` in raw units (``lk.summarize``)."""
+        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+            raise ValueError(f"digits must be an integer >= 0, got {digits!r}.")
+        metrics = [metrics] if isinstance(metrics, str) else metrics
         runs = self.runs
         names = list(metrics) if metrics is not None else [m for m in (*self.metrics, "seconds") if m in runs]
         for m in names:
@@ -270,6 +361,8 @@ class Comparison:
     def verdict(self, a: str, b: str, metric: str = "accuracy", better: str | None = None) -> Verdict:
         """``a`` minus ``b`` on ``metric`` under the course's rule (see ``labkit.verdicts``), paired by seed.
         ``better`` defaults to the metric's own direction (``"lower"`` for ``ece``, ``nll``, ``kl_to_teacher``)."""
+        if not isinstance(metric, str):
+            raise ValueError(f"metric must be one metric's name such as 'accuracy', got {metric!r}.")
         spec = self.metrics.get(metric)
         if spec is None and better is None:
             raise ValueError(
@@ -331,6 +424,19 @@ class Comparison:
         """A table of verdicts, one row per (pair, metric): difference, interval, effect, seeds."""
         import pandas as pd
 
+        pairs = list(pairs) if isinstance(pairs, (list, tuple)) else pairs
+        if (
+            not isinstance(pairs, list)
+            or not pairs
+            or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                for p in pairs
+            )
+        ):
+            raise ValueError(f"pairs must be a non-empty list of (arm a, arm b) name pairs, got {pairs!r}.")
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        if not metrics:
+            raise ValueError("metrics must name at least one metric, e.g. ('accuracy',).")
         rows = []
         for a, b in pairs:
             for m in metrics:
@@ -339,6 +445,38 @@ class Comparison:
                              "difference": round(v.diff, 2), "low": round(v.low, 2), "high": round(v.high, 2),
                              "seeds": v.n_seeds, "verdict": v.words})  # fmt: skip
         return pd.DataFrame(rows).set_index(["comparison", "metric"])
+
+
+def _check_data(arms: Sequence[Arm], train: Any, test: Any) -> None:
+    """Every arm's training set and the test set describe the same inputs and classes (before any training)."""
+    if not isinstance(train, ImageData):
+        raise TypeError(f"train must be an lk.ImageData, got {type(train).__name__}.")
+    if not (hasattr(test, "x") and hasattr(test, "y")):
+        raise TypeError(f"test must be an lk.ImageData (with .x and .y), got {type(test).__name__}.")
+    for arm in arms:
+        data = arm.train if arm.train is not None else train
+        where = f"arm {arm.name!r}" + ("'s train" if arm.train is not None else ": train")
+        if isinstance(data, ImageData) and isinstance(test, ImageData):
+            if data.in_shape != test.in_shape:
+                raise ValueError(
+                    f"{where} has images of shape {data.in_shape} but test {test.in_shape}: a student reads one shape."
+                )
+            if list(data.classes) != list(test.classes):
+                raise ValueError(
+                    f"{where} and test have different classes ({list(data.classes)} vs {list(test.classes)}): "
+                    "a test score means something only over the classes the student was trained on."
+                )
+        if arm.teacher_logits is not None and len(arm.teacher_logits) != len(data):
+            raise ValueError(
+                f"arm {arm.name!r}: teacher_logits has {len(arm.teacher_logits)} rows but its training set "
+                f"{len(data)} examples; compute them on the same rows, in the same order."
+            )
+        k = getattr(arm.teacher, "num_classes", None)
+        if isinstance(data, ImageData) and isinstance(k, int) and k != data.num_classes:
+            raise ValueError(
+                f"arm {arm.name!r}: teacher has {k} classes but the training data {data.num_classes}: distillation "
+                "compares distributions over the same label space."
+            )
 
 
 def compare(
@@ -364,21 +502,40 @@ def compare(
     metrics, ``extra[name](student) -> (N,)`` values on ``test``; ``keep``: keep every trained student in
     ``.models[(arm, seed)]``; ``into``: add the runs to an existing comparison (same test set).
     """
+    if not isinstance(arms, (list, tuple)):
+        raise TypeError(f"arms must be a list of lk.Arm(...), got {type(arms).__name__}; one arm is [arm].")
     if not arms or not all(isinstance(a, Arm) for a in arms):
         raise ValueError("arms must be a non-empty list of lk.Arm(...).")
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"arm names must be unique, got {names}.")
+    if not isinstance(seeds, (list, tuple, range)):
+        raise TypeError(f"seeds must be a list or tuple of integers such as (0, 1, 2), got {seeds!r}.")
+    bad = [
+        s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**32
+    ]
+    if bad:
+        raise ValueError(f"seeds must be integers in [0, 2**32), got {bad} in {list(seeds)}.")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers, at least one, got {list(seeds)}.")
-    if not callable(make_student):
-        raise ValueError("make_student must be a function that returns a new student model.")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
+    ):
+        raise ValueError(f"steps must be an integer >= 1 (or None: the config's budget), got {steps!r}.")
+    if not callable(make_student) or isinstance(make_student, nn.Module):
+        raise ValueError("make_student must be a function that returns a new student model (not a model).")
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be an lk.TrainConfig, got {type(config).__name__}.")
+    if into is not None and not isinstance(into, Comparison):
+        raise TypeError(f"into must be an lk.Comparison to add the runs to, got {type(into).__name__}.")
     if set(extra or {}) != set(metrics or {}):
         raise ValueError(
             "metrics and extra must name the same extra metrics (a direction and a function each)."
         )
+    for name, fn in (extra or {}).items():
+        if not callable(fn):
+            raise TypeError(f"extra[{name!r}] must be a function student -> (N,) values on test, got {fn!r}.")
+    _check_data(arms, train, test)
     from .data import num_batches
 
     total = steps or config.steps or config.epochs * num_batches(len(train), config.batch_size)
@@ -397,6 +554,11 @@ def compare(
             if family not in inits:
                 seed_everything(seed)
                 inits[family] = family()
+                if not isinstance(inits[family], nn.Module):
+                    what = "make_student" if family is make_student else f"arm {arm.name!r}: student"
+                    raise TypeError(
+                        f"{what}() must return a new nn.Module, got {type(inits[family]).__name__}."
+                    )
             student = clone_init(inits[family])
             cfg = dataclasses.replace(config, **{"steps": total, **arm.config, "seed": seed})
             data = arm.train if arm.train is not None else train

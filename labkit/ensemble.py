@@ -32,6 +32,7 @@ from ._validate import (
 )
 from .data import ImageData, batches
 from .losses import dml_loss, label_distillation_loss, prob_mse_loss  # re-exported (lesson 07)
+from .methods import METHODS
 from .metrics import evaluate
 from .multiteacher import FUSIONS, fuse_teachers
 from .training import OPTIMIZERS, History, TrainConfig, _autocast, fit, get_device, seed_everything
@@ -68,7 +69,9 @@ class EnsembleTeacher(nn.Module):
         feature_member: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(members, (list, tuple)) or len(members) == 0:
+        if not isinstance(members, (list, tuple)):
+            raise TypeError(f"members must be a list of trained models, got {type(members).__name__}.")
+        if len(members) == 0:
             raise ValueError("an ensemble needs at least one member, got zero.")
         if not all(isinstance(m, nn.Module) for m in members):
             raise ValueError("every ensemble member must be an nn.Module.")
@@ -78,12 +81,22 @@ class EnsembleTeacher(nn.Module):
                 f"ensemble members must all have the same num_classes attribute, got {widths}; fuse members "
                 "with different label spaces with lk.stack_teacher_logits(..., class_maps=...)."
             )
+        shapes = {tuple(m.in_shape) for m in members if hasattr(m, "in_shape")}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"ensemble members must read the same input shape, got in_shape {sorted(shapes)}."
+            )
         self.members = nn.ModuleList(members)
         self.num_classes = int(widths[0])
         self.space = check_choice(space, FUSIONS, "fusion space")
         w = None
         if weights is not None:
-            w = torch.as_tensor([float(v) for v in weights], dtype=torch.float32)
+            try:
+                w = torch.as_tensor([float(v) for v in weights], dtype=torch.float32)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"weights must be a list of {len(members)} numbers >= 0 (one per member), got {weights!r}."
+                ) from None
             if len(w) != len(members) or not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
                 raise ValueError(
                     f"weights must be {len(members)} numbers >= 0, not all 0; got {list(weights)}."
@@ -92,7 +105,11 @@ class EnsembleTeacher(nn.Module):
         self.register_buffer("weights", w, persistent=False)
         self.feature_member = feature_member
         if feature_member is not None:
-            if not isinstance(feature_member, int) or not 0 <= feature_member < len(members):
+            if (
+                isinstance(feature_member, bool)
+                or not isinstance(feature_member, int)
+                or not 0 <= feature_member < len(members)
+            ):
                 raise ValueError(
                     f"feature_member must index a member (0..{len(members) - 1}), got {feature_member!r}."
                 )
@@ -129,6 +146,10 @@ class EnsembleTeacher(nn.Module):
 
 # ---------------------------------------------------------------------------------- training without a teacher
 def _check_students(students: Sequence[nn.Module], train: ImageData, minimum: int, what: str) -> None:
+    if not isinstance(train, ImageData):
+        raise TypeError(f"{what}: train must be an lk.ImageData, got {type(train).__name__}.")
+    if len(train) == 0:
+        raise ValueError(f"{what}: train is empty; it needs at least one example.")
     if not isinstance(students, (list, tuple)) or len(students) < minimum:
         n = len(students) if isinstance(students, (list, tuple)) else type(students).__name__
         raise ValueError(f"{what} needs at least {minimum} students, got {n}.")
@@ -140,6 +161,19 @@ def _check_students(students: Sequence[nn.Module], train: ImageData, minimum: in
         k = getattr(s, "num_classes", None)
         if k is not None and k != train.num_classes:
             raise ValueError(f"student {i} has {k} outputs but the data have {train.num_classes} classes.")
+        shape = getattr(s, "in_shape", None)
+        if shape is not None and tuple(shape) != train.in_shape:
+            raise ValueError(
+                f"student {i} was built for in_shape {tuple(shape)} but the images are {train.in_shape}."
+            )
+
+
+def _check_config(config, val, what: str) -> TrainConfig:
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"{what}: config must be an lk.TrainConfig (or None), got {type(config).__name__}.")
+    if val is not None and not isinstance(val, ImageData):
+        raise TypeError(f"{what}: val must be an lk.ImageData (or None), got {type(val).__name__}.")
+    return config or TrainConfig()
 
 
 def mutual_learning(
@@ -158,7 +192,7 @@ def mutual_learning(
     checkpointing. Peers are left in ``eval()`` mode.
     """
     _check_students(students, train, 2, "mutual learning")
-    cfg = config or TrainConfig()
+    cfg = _check_config(config, val, "mutual_learning")
     t = check_temperature(temperature)
     device = get_device(cfg.device)
     seed_everything(cfg.seed)
@@ -231,14 +265,29 @@ def born_again(
     generation. Every generation uses ``config`` unchanged (the same batch order).
     """
     check_positive_int(generations, "generations")
-    if not callable(make_student):
-        raise ValueError("make_student must be a function generation -> a fresh nn.Module.")
+    if not callable(make_student) or isinstance(make_student, nn.Module):
+        raise ValueError("make_student must be a function generation -> a fresh nn.Module (not a model).")
     if not isinstance(teacher, nn.Module):
         raise ValueError(f"born_again needs a trained teacher (generation 0), got {type(teacher).__name__}.")
-    cfg = config or TrainConfig()
+    if not isinstance(train, ImageData):
+        raise TypeError(f"born_again: train must be an lk.ImageData, got {type(train).__name__}.")
+    check_choice(method, METHODS, "method")
+    if not METHODS[method].needs_teacher:
+        raise ValueError(
+            f"born_again distils each generation from the previous one; method {method!r} ignores the teacher "
+            "(choose a distillation method such as 'kd')."
+        )
+    k = getattr(teacher, "num_classes", None)
+    if isinstance(k, int) and k != train.num_classes:
+        raise ValueError(
+            f"the teacher has {k} classes but the data {train.num_classes}: distil over one label space."
+        )
+    cfg = _check_config(config, val, "born_again")
     students, histories, previous = [], [], teacher
     for g in range(1, generations + 1):
         student = make_student(g)
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"make_student({g}) must return a new nn.Module, got {type(student).__name__}.")
         _check_students([student], train, 1, "born_again")
         if any(student is m for m in (teacher, *students)):
             raise ValueError(

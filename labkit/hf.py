@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._validate import check_class_counts, check_positive_int
+from ._validate import check_class_counts, check_finite, check_positive_int
 from .data import cache_dir
 
 __all__ = [
@@ -149,6 +149,12 @@ def find_checkpoint(name: str, texts: Sequence[str] = (), *, fallback: str | Non
 
 def check_vocab(tokenizer, model: nn.Module) -> None:
     """The tokenizer's ids must index the model's embedding table (else an ``IndexError`` deep in torch)."""
+    if not hasattr(tokenizer, "__len__") or not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}.")
+    if not callable(getattr(model, "get_input_embeddings", None)):
+        raise TypeError(
+            f"model must be a transformers model (with get_input_embeddings), got {type(model).__name__}."
+        )
     n_tok, n_emb = len(tokenizer), model.get_input_embeddings().num_embeddings
     if n_tok > n_emb:
         raise ValueError(
@@ -160,6 +166,13 @@ def check_vocab(tokenizer, model: nn.Module) -> None:
 
 def check_pair(teacher: nn.Module, student: nn.Module) -> None:
     """Teacher and student must read the same token ids and predict the same labels."""
+    for role, m in (("teacher", teacher), ("student", student)):
+        cfg = getattr(m, "config", None)
+        if not (hasattr(cfg, "vocab_size") and hasattr(cfg, "num_labels")):
+            raise TypeError(
+                f"{role} must be a transformers sequence classifier (with .config.vocab_size and .num_labels), got "
+                f"{type(m).__name__}."
+            )
     vt, vs = teacher.config.vocab_size, student.config.vocab_size
     if vt != vs:
         raise ValueError(
@@ -256,8 +269,17 @@ def tiny_checkpoint(
 
     if name not in TINY_BERTS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of: {', '.join(sorted(TINY_BERTS))}.")
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise ValueError(f"texts must be a list of strings (the lesson's texts), got {type(texts).__name__}.")
     if not texts:
         raise ValueError("tiny_checkpoint needs training texts for its vocabulary, got none.")
+    if not all(isinstance(t, str) for t in texts):
+        bad = next(t for t in texts if not isinstance(t, str))
+        raise ValueError(f"texts must all be strings, got {type(bad).__name__} {bad!r:.40}.")
+    check_positive_int(vocab_size, "vocab_size", minimum=10)
+    check_positive_int(num_labels, "num_labels", minimum=2)
+    check_positive_int(max_length, "max_length", minimum=2)
+    check_positive_int(seed, "seed", minimum=0)
     key = text_fingerprint(texts) + f"-v{vocab_size}"
     vocab_dir = cache_dir() / "hf" / f"tiny-vocab-{key}"
     if not (vocab_dir / "tokenizer.json").is_file():
@@ -289,6 +311,23 @@ class TokenizedText(torch.utils.data.Dataset):
     """
 
     def __init__(self, encodings: dict[str, list[list[int]]], labels: torch.Tensor) -> None:
+        if not isinstance(encodings, dict) or "input_ids" not in encodings:
+            got = sorted(encodings) if isinstance(encodings, dict) else type(encodings).__name__
+            raise ValueError(f"encodings must be a dict with 'input_ids' (a tokenizer's output), got {got}.")
+        if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
+            got = (
+                f"{labels.dtype} {tuple(labels.shape)}"
+                if isinstance(labels, torch.Tensor)
+                else type(labels).__name__
+            )
+            raise ValueError(
+                f"labels must be a 1-D integer tensor (one class index per text, -1 unlabelled), got {got}."
+            )
+        lengths = {k: len(v) for k, v in encodings.items()}
+        if any(n != len(labels) for n in lengths.values()):
+            raise ValueError(
+                f"encodings and labels must have one row per text: {lengths} vs {len(labels)} labels."
+            )
         self.encodings, self.labels = encodings, labels
         self.teacher_logits: torch.Tensor | None = None
 
@@ -309,8 +348,12 @@ class TokenizedText(torch.utils.data.Dataset):
         """A copy with other labels ``(N,)`` (e.g. a teacher's arg-max pseudo-labels; ``-1`` = unlabelled); the
         teacher logits, if any, are kept."""
         if not isinstance(labels, torch.Tensor) or labels.shape != (len(self),) or labels.is_floating_point():
-            shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-            raise ValueError(f"labels must be an integer tensor of shape (N={len(self)},), got {shape}.")
+            got = (
+                f"{labels.dtype} {tuple(labels.shape)}"
+                if isinstance(labels, torch.Tensor)
+                else type(labels).__name__
+            )
+            raise ValueError(f"labels must be an integer tensor of shape (N={len(self)},), got {got}.")
         copy = TokenizedText(self.encodings, labels.long().cpu())
         copy.teacher_logits = self.teacher_logits
         return copy
@@ -335,6 +378,11 @@ class TokenizedText(torch.utils.data.Dataset):
             torch.cat([self.labels, other.labels]),
         )
         if self.teacher_logits is not None:
+            if self.teacher_logits.shape[1] != other.teacher_logits.shape[1]:
+                raise ValueError(
+                    f"the two datasets carry teacher logits over different numbers of classes "
+                    f"({self.teacher_logits.shape[1]} vs {other.teacher_logits.shape[1]}): one teacher, one label space."
+                )
             joined.teacher_logits = torch.cat([self.teacher_logits, other.teacher_logits])
         return joined
 
@@ -343,6 +391,9 @@ class TokenizedText(torch.utils.data.Dataset):
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(self):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"teacher logits must be (N={len(self)}, num_classes), got {shape}.")
+        if not logits.is_floating_point():
+            raise ValueError(f"teacher logits must be a floating-point tensor, got dtype {logits.dtype}.")
+        check_finite(logits, "teacher logits", allow_neg_inf=True)
         copy = TokenizedText(self.encodings, self.labels)
         copy.teacher_logits = logits.detach().float().cpu()
         return copy
@@ -354,6 +405,10 @@ def tokenize(tokenizer, data, max_length: int = 64) -> TokenizedText:
     check_positive_int(max_length, "max_length", minimum=2)
     if not (hasattr(data, "texts") and hasattr(data, "y")):
         raise ValueError(f"data must have .texts and .y (a TextData), got {type(data).__name__}.")
+    if not callable(tokenizer):
+        raise TypeError(
+            f"tokenizer must be a transformers tokenizer (load_pretrained returns one), got {tokenizer!r}."
+        )
     enc = tokenizer(list(data.texts), truncation=True, max_length=max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     return TokenizedText({k: enc[k] for k in keys}, data.y)
@@ -364,9 +419,17 @@ class TextCollator:
     ``labels`` ``(B,)`` and ``teacher_logits`` ``(B, K)`` when present."""
 
     def __init__(self, pad_token_id: int = 0) -> None:
-        self.pad_token_id = pad_token_id
+        self.pad_token_id = check_positive_int(pad_token_id, "pad_token_id", minimum=0)
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        if (
+            not isinstance(items, (list, tuple))
+            or not items
+            or not all(isinstance(it, dict) and "input_ids" in it for it in items)
+        ):
+            raise ValueError(
+                "TextCollator needs a non-empty list of TokenizedText items (dicts with 'input_ids')."
+            )
         length = max(len(it["input_ids"]) for it in items)
         batch = {}
         for key in ("input_ids", "attention_mask", "token_type_ids"):
@@ -389,6 +452,12 @@ def predict_text(
     padding every batch to ``max_length``; the previous train/eval mode is restored.
     """
     check_positive_int(batch_size, "batch_size")
+    if not isinstance(model, nn.Module) or not hasattr(getattr(model, "config", None), "num_labels"):
+        raise TypeError(f"model must be a transformers sequence classifier, got {type(model).__name__}.")
+    if not isinstance(data, TokenizedText):
+        raise TypeError(
+            f"data must be a TokenizedText (lk.tokenize(tokenizer, texts)), got {type(data).__name__}."
+        )
     lengths = data.lengths()
     order = sorted(range(len(data)), key=lengths.__getitem__)
     collate, device = TextCollator(pad_token_id), next(model.parameters()).device

@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_logits, check_logits_pair, check_positive_int, check_targets, check_temperature
+from ._validate import (
+    check_finite,
+    check_logits,
+    check_logits_pair,
+    check_positive_int,
+    check_targets,
+    check_temperature,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,9 +50,37 @@ __all__ = [
 ]
 
 
-def _labelled(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_scores(logits: torch.Tensor, name: str = "logits", probabilities_ok: bool = True) -> torch.Tensor:
+    """Logits ``(N, K)`` with N >= 1, K >= 2, no NaN or +inf (-inf is a class of probability 0, but not every class
+    of a row), and, where a softmax of them is taken (``probabilities_ok=False``), not probabilities."""
+    check_logits(logits, name)
+    n, k = logits.shape
+    if n == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(logits.shape)}): a metric needs at least one example."
+        )
+    if k < 2:
+        raise ValueError(
+            f"{name} has {k} class column(s); a classifier's logits have one column per class, >= 2."
+        )
+    check_finite(logits, name, allow_neg_inf=True)
+    z = logits.detach()
+    if bool(torch.isneginf(z).all(dim=1).any()):
+        raise ValueError(f"{name}: a row is -inf for every class, so no class has any probability.")
+    if not probabilities_ok and bool(((z >= 0) & (z <= 1)).all()):
+        if bool(((z.double().sum(dim=1) - 1).abs() < 1e-4).all()):
+            raise ValueError(
+                f"{name} look like probabilities (every row in [0, 1] and summing to 1), but labkit's metrics take "
+                "logits and apply the softmax themselves: pass the logits, or log-probabilities (probs.log())."
+            )
+    return logits
+
+
+def _labelled(
+    logits: torch.Tensor, targets: torch.Tensor, probabilities_ok: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated logits ``(N, K)`` and targets ``(N,)`` restricted to the labelled rows, on the CPU."""
-    check_logits(logits)
+    _check_scores(logits, "logits", probabilities_ok)
     check_targets(targets, logits.shape[0], logits.shape[1])
     logits, targets = logits.detach().cpu(), targets.detach().cpu()
     keep = targets >= 0  # (N,) -1 = unlabelled
@@ -71,6 +106,8 @@ def agreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> flo
     check_logits_pair(student_logits, teacher_logits)
     if student_logits.shape[0] == 0:
         raise ValueError("agreement needs at least one example, got empty logits.")
+    _check_scores(student_logits, "student_logits")
+    _check_scores(teacher_logits, "teacher_logits")
     s, t = student_logits.detach().cpu().argmax(1), teacher_logits.detach().cpu().argmax(1)  # (N,)
     return (s == t).double().mean().item()
 
@@ -88,8 +125,13 @@ def kl_to_teacher(
     t = check_temperature(temperature)
     if student_logits.shape[0] == 0:
         raise ValueError("kl_to_teacher needs at least one example, got empty logits.")
+    _check_scores(student_logits, "student_logits", probabilities_ok=False)
+    _check_scores(teacher_logits, "teacher_logits", probabilities_ok=False)
     log_p_s = F.log_softmax(student_logits.detach().cpu().double() / t, dim=1)  # (N, K)
     log_p_t = F.log_softmax(teacher_logits.detach().cpu().double() / t, dim=1)  # (N, K)
+    if bool(torch.isneginf(log_p_t).any()):  # a class of teacher probability 0 adds 0 (not 0 * inf = NaN)
+        terms = log_p_t.exp() * (log_p_t - log_p_s)
+        return torch.where(torch.isneginf(log_p_t), torch.zeros_like(terms), terms).sum(1).mean().item()
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True).item()
 
 
@@ -101,7 +143,7 @@ def reliability_bins(logits: torch.Tensor, targets: torch.Tensor, n_bins: int = 
     (``n_bins + 1``). Unlabelled examples (target ``-1``) are ignored.
     """
     check_positive_int(n_bins, "n_bins")
-    logits, targets = _labelled(logits, targets)
+    logits, targets = _labelled(logits, targets, probabilities_ok=False)
     probs = F.softmax(logits.double(), dim=1)  # (N, K)
     conf, pred = probs.max(dim=1)  # (N,), (N,)
     correct = (pred == targets).double()  # (N,)
@@ -157,7 +199,7 @@ def batched_outputs(
     ``.logits``; a tuple gives its first element.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"predictions need an nn.Module, got {type(model).__name__}.")
+        raise ValueError(f"predictions need a model (an nn.Module), got {type(model).__name__}.")
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty batch tensor (N, ...), got {shape}.")
@@ -205,7 +247,7 @@ def evaluate(
     if teacher is not None and teacher_logits is not None:
         raise ValueError("pass either teacher or teacher_logits, not both.")
     logits = predict_logits(model, data.x, batch_size)  # (N, K)
-    lab_logits, lab_y = _labelled(logits, data.y)
+    lab_logits, lab_y = _labelled(logits, data.y, probabilities_ok=False)
     nll = F.cross_entropy(lab_logits.double(), lab_y).item() if lab_y.numel() else float("nan")
     result = {
         "accuracy": accuracy(logits, data.y),
@@ -224,10 +266,17 @@ def evaluate(
 # -------------------------------------------------------------------------------------- over seeds
 def mean_std(values: Sequence[float] | np.ndarray | torch.Tensor) -> tuple[float, float]:
     """Mean and sample standard deviation (``ddof=1``) of repeated runs; the std of a single run is 0.0."""
-    arr = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
-    arr = arr.reshape(-1)
+    if isinstance(values, (str, bytes, Mapping)):
+        raise ValueError(f"values must be a sequence of numbers (one per run), got {type(values).__name__}.")
+    raw = values.detach().cpu() if isinstance(values, torch.Tensor) else values
+    if np.asarray(raw).dtype.kind not in "biuf":
+        raise ValueError(
+            f"values must be numbers (one per run), got {list(np.asarray(raw, dtype=object).reshape(-1))[:5]}."
+        )
+    arr = np.asarray(raw, dtype=np.float64).reshape(-1)
     if arr.size == 0:
         raise ValueError("mean_std needs at least one value, got none.")
+    check_finite(arr, "values (one per run)")
     return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else 0.0)
 
 
@@ -235,8 +284,17 @@ def format_mean_std(
     values: Sequence[float] | np.ndarray | torch.Tensor, scale: float = 100, digits: int = 1
 ) -> str:
     """``"91.2 ± 0.3"``: mean ± sample std of ``values`` times ``scale`` (100 turns fractions into percent)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number (100 turns fractions into percent), got {scale!r}.")
+    _check_digits(digits)
     m, s = mean_std(values)
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def _check_digits(digits: Any) -> int:
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+        raise ValueError(f"digits must be an integer >= 0 (decimal places), got {digits!r}.")
+    return digits
 
 
 def summarize(
@@ -256,7 +314,22 @@ def summarize(
     """
     import pandas as pd
 
-    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    _check_digits(digits)
+    if isinstance(records, (str, bytes)) or not isinstance(records, (pd.DataFrame, Mapping, Sequence)):
+        raise TypeError(
+            f"records must be a DataFrame or a list of dicts (one per run), got {type(records).__name__}; read a "
+            "file with pandas first."
+        )
+    if isinstance(records, pd.DataFrame):
+        frame = records
+    elif isinstance(records, Mapping):  # {column: values}
+        frame = pd.DataFrame(records)
+    else:
+        if not all(isinstance(r, Mapping) for r in records):
+            raise TypeError(
+                "records must be a list of dicts (one per run, e.g. {'method': 'kd', 'accuracy': 0.9})."
+            )
+        frame = pd.DataFrame(list(records))
     by_cols = [by] if isinstance(by, str) else list(by)
     metric_cols = [metrics] if isinstance(metrics, str) else list(metrics)
     if frame.empty:
@@ -268,7 +341,27 @@ def summarize(
         raise ValueError(
             f"column(s) {missing} not in the records; available: {', '.join(map(str, frame.columns))}."
         )
+    for m in metric_cols:
+        if not pd.api.types.is_numeric_dtype(frame[m]) or pd.api.types.is_bool_dtype(frame[m]):
+            raise ValueError(
+                f"metric column {m!r} must hold numbers, got dtype {frame[m].dtype} (e.g. {frame[m].iloc[0]!r})."
+            )
+        if np.isinf(frame[m].to_numpy(dtype=float)).any():
+            raise ValueError(
+                f"metric column {m!r} holds inf values: a run diverged or the metric is undefined."
+            )
+    factors = [scale.get(m, 1.0) if isinstance(scale, Mapping) else scale for m in metric_cols]
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) for f in factors):
+        raise ValueError(f"scale must be a finite number or a dict {{metric: number}}, got {scale!r}.")
     groups = frame.groupby(by_cols if len(by_cols) > 1 else by_cols[0], sort=False)
+    for m in metric_cols:  # a missing value in some runs of a group would be skipped while n counts it
+        counts, sizes = groups[m].count(), groups.size()
+        partial = [g for g in counts.index if 0 < counts[g] < sizes[g]]
+        if partial:
+            raise ValueError(
+                f"metric {m!r} is missing (NaN) in some runs of group(s) {partial}: the mean would silently use fewer "
+                "runs than n says. Drop or fill those runs first."
+            )
     out = pd.DataFrame({"n": groups.size()})
     for m in metric_cols:
         factor = scale.get(m, 1.0) if isinstance(scale, Mapping) else scale

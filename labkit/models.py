@@ -62,11 +62,24 @@ def _check_in_shape(in_shape: Any, image: bool = True) -> tuple[int, ...]:
 
 
 def _check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(
             f"num_classes must be an integer >= 2 (a classifier needs two classes), got {num_classes!r}."
         )
-    return num_classes
+    return int(num_classes)
+
+
+def _check_pool(pool: Any, in_shape: tuple[int, ...], stages: int) -> int:
+    """The classifier's grid side must fit the last stage's map, ``ceil(side / 2**(stages - 1))``: a larger grid
+    would repeat (upsample) the same values and only multiply the head's weights."""
+    check_positive_int(pool, "pool")
+    last = min(-(-side // 2 ** (stages - 1)) for side in in_shape[1:])
+    if pool > last:
+        raise ValueError(
+            f"pool={pool} is larger than the last stage's {last}x{last} map (input {in_shape[1]}x{in_shape[2]}, "
+            f"{stages} stages): choose pool <= {last}, or fewer stages."
+        )
+    return pool
 
 
 def _check_sizes(values: Any, name: str, allow_empty: bool = False) -> tuple[int, ...]:
@@ -95,6 +108,26 @@ class _Classifier(nn.Module):
                 f"{type(self).__name__} was built for {self.in_shape[0]} input channel(s), got a batch of shape "
                 f"{tuple(x.shape)}."
             )
+        weight = next(self.parameters(), None)
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__} expects floating-point (normalised) images, got dtype {x.dtype}; convert raw "
+                "pixels with x.float() / 255 and normalise them as the training data were."
+            )
+        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"{type(self).__name__}'s weights are {weight.dtype} but the batch is {x.dtype}: convert the batch "
+                f"with x.to({weight.dtype}) (labkit's data are float32)."
+            )
+        if self.spatial_features and min(x.shape[2:]) < MIN_SIDE:
+            raise ValueError(
+                f"{type(self).__name__} needs images of at least {MIN_SIDE}x{MIN_SIDE}, got a batch of shape {tuple(x.shape)}."
+            )
+        if not self.spatial_features and tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"{type(self).__name__} was built for examples of shape {self.in_shape} (it flattens them into its "
+                f"first linear layer), got a batch of shape {tuple(x.shape)}."
+            )
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         raise NotImplementedError
@@ -106,6 +139,17 @@ class _Classifier(nn.Module):
         self._check_input(x)
         logits, feats = self._forward(x)
         return (logits, feats) if return_features else logits
+
+
+def _pooled(pool: nn.AdaptiveAvgPool2d, h: torch.Tensor) -> torch.Tensor:
+    """``pool(h)``, refusing a last map smaller than the grid (it would be upsampled, not pooled)."""
+    side = pool.output_size if isinstance(pool.output_size, int) else pool.output_size[0]
+    if min(h.shape[-2:]) < side:
+        raise ValueError(
+            f"the last stage's map is {tuple(h.shape[-2:])} but the classifier reads a {side}x{side} grid (pool="
+            f"{side}): the images are smaller than the model was built for."
+        )
+    return pool(h)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -167,7 +211,7 @@ class ResNetTeacher(_Classifier):
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         blocks = _check_sizes(blocks, "blocks")
-        check_positive_int(pool, "pool")
+        _check_pool(pool, self.in_shape, len(blocks))
         self.width, self.blocks = width, blocks
         self.stem = nn.Sequential(
             nn.Conv2d(self.in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
@@ -192,7 +236,7 @@ class ResNetTeacher(_Classifier):
         for stage in self.stages:
             h = stage(h)  # (B, C_i, H_i, W_i)
             feats.append(h)
-        return self.fc(self.pool(h).flatten(1)), feats  # (B, K)
+        return self.fc(_pooled(self.pool, h).flatten(1)), feats  # (B, K)
 
 
 # ------------------------------------------------------------------------------------------ SmallCNN
@@ -220,7 +264,7 @@ class SmallCNN(_Classifier):
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         check_positive_int(stages, "stages")
-        check_positive_int(pool, "pool")
+        _check_pool(pool, self.in_shape, stages)
         self.width, self.n_stages = width, stages
         self.feature_channels = [width * 2**i for i in range(stages)]
         layers, c_in = [], self.in_shape[0]
@@ -239,7 +283,7 @@ class SmallCNN(_Classifier):
         for stage in self.stages:
             h = stage(h)  # (B, C_i, H_i, W_i)
             feats.append(h)
-        return self.fc(self.pool(h).flatten(1)), feats  # (B, K)
+        return self.fc(_pooled(self.pool, h).flatten(1)), feats  # (B, K)
 
 
 # ----------------------------------------------------------------------------------------------- MLP
@@ -355,6 +399,10 @@ def model_table(models: dict[str, nn.Module], reference: str | None = None) -> p
     rows = {
         name: {"params": count_parameters(m), "size_mb": size_on_disk_mb(m)} for name, m in models.items()
     }
+    if rows[reference]["params"] == 0:
+        raise ValueError(
+            f"the reference model {reference!r} has no parameters: params_ratio would divide by 0."
+        )
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["params_ratio"] = table["params"] / table.loc[reference, "params"]
     table.index.name = "model"

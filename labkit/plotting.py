@@ -27,7 +27,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._validate import check_temperature
+from ._validate import check_finite, check_temperature
 from .losses import attention_map
 from .metrics import expected_calibration_error, reliability_bins, summarize
 from .multiteacher import check_weights, fuse_teachers
@@ -49,6 +49,10 @@ _DIAGONAL_GID = "labkit-perfect-calibration"
 def _new_axes(ax: Axes | None = None, **subplots_kw: Any) -> tuple[Figure, Any]:
     """``(fig, ax)``: the caller's axes, or a new figure detached from pyplot (shown once when returned)."""
     if ax is not None:
+        if not isinstance(ax, Axes):
+            raise TypeError(
+                f"ax must be a matplotlib Axes (e.g. from plt.subplots()), got {type(ax).__name__}."
+            )
         return ax.figure, ax
     fig, axes = plt.subplots(**subplots_kw)
     plt.close(fig)  # detach: the notebook shows the returned figure once, and sweeps do not leak figures
@@ -57,6 +61,12 @@ def _new_axes(ax: Axes | None = None, **subplots_kw: Any) -> tuple[Figure, Any]:
 
 def _direction(metric: str) -> str:
     return "lower is better" if any(w in metric.lower() for w in _LOWER_IS_BETTER) else "higher is better"
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1 and not v.dtype == torch.bool
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
 
 
 def _records(history: Any, name: str) -> list[dict]:
@@ -71,11 +81,21 @@ def _records(history: Any, name: str) -> list[dict]:
     return list(history)
 
 
+def _as_float_tensor(values: Any, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor, array or nested list of numbers -> a float CPU tensor, or a ValueError naming ``name``."""
+    if isinstance(values, torch.Tensor):
+        return torch.as_tensor(values.detach().cpu(), dtype=dtype)
+    try:
+        return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be numbers (a tensor, array or list), got {type(values).__name__} {values!r:.60}."
+        ) from None
+
+
 def _as_vector_logits(logits: Any) -> torch.Tensor:
     """One example's logits: ``(K,)`` or ``(1, K)`` (tensor, array or list) -> float tensor ``(1, K)``."""
-    z = torch.as_tensor(
-        logits.detach().cpu() if isinstance(logits, torch.Tensor) else logits, dtype=torch.float32
-    )
+    z = _as_float_tensor(logits, "logits")
     if z.dim() == 2 and z.shape[0] == 1:
         z = z[0]
     if z.dim() != 1 or z.numel() < 2:
@@ -105,11 +125,13 @@ def _softened(logits: Any, temperatures: Any) -> tuple[list[float], np.ndarray, 
     return temps, probs.numpy(), entropy.numpy()
 
 
-def _class_names(class_names: Sequence[str] | None, k: int) -> list[str]:
+def _class_names(
+    class_names: Sequence[str] | None, k: int, what: str = "class_names", of: str = "classes"
+) -> list[str]:
     if class_names is None:
         return [str(i) for i in range(k)]
     if len(class_names) != k:
-        raise ValueError(f"class_names has {len(class_names)} names but the logits have {k} classes.")
+        raise ValueError(f"{what} has {len(class_names)} names but the logits have {k} {of}.")
     return [str(c) for c in class_names]
 
 
@@ -143,6 +165,9 @@ def plot_history(
     )
     for ax, metric in zip(axes[0], metrics):
         for name, recs in runs.items():
+            bad = [r[metric] for r in recs if r.get(metric) is not None and not _is_number(r[metric])]
+            if bad:
+                raise ValueError(f"history {name!r}: {metric!r} must hold numbers, got {bad[:3]}.")
             points = [
                 (r.get("epoch", i + 1), r[metric]) for i, r in enumerate(recs) if r.get(metric) is not None
             ]
@@ -202,8 +227,17 @@ def plot_gradient_scale(
     """
     if not hasattr(table, "columns") or len(table.columns) == 0 or len(table.index) < 2:
         raise ValueError("table must be a DataFrame indexed by temperature with >= 2 rows and >= 1 column.")
-    temps = np.array([check_temperature(float(t), "each temperature (the index)") for t in table.index])
-    values = table.to_numpy(dtype=float)  # (len(T), columns)
+    try:
+        temps = np.array([float(t) for t in table.index])
+        values = table.to_numpy(dtype=float)  # (len(T), columns)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "table must hold numbers: temperatures in the index, positive values in the columns, got index "
+            f"{list(table.index)[:4]} and dtypes {list(map(str, table.dtypes))[:4]}."
+        ) from None
+    temps = np.array([check_temperature(float(t), "each temperature (the index)") for t in temps])
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        raise ValueError(f"slope must be a finite number (the guide's power of T, e.g. -2), got {slope!r}.")
     if not (np.isfinite(values).all() and (values > 0).all()):
         raise ValueError("plot_gradient_scale needs finite values > 0 (they are drawn on a log scale).")
     fig, ax = _new_axes(ax, figsize=(5.4, 3.8), layout="constrained")
@@ -238,7 +272,23 @@ def plot_comparison(
     ``scale`` (100: fractions shown in percent; use 1 for losses). Bars start at 0, so read small
     differences from the annotations and the error bars, not from the bar heights.
     """
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise ValueError(
+            f"scale must be a finite number > 0 (100: fractions shown in percent, 1: as they are), got {scale!r}."
+        )
+    if not isinstance(metric, str):
+        raise ValueError(f"metric must be one column name such as 'accuracy', got {metric!r}.")
     summary = summarize(table, by, [metric], scale={metric: scale}, digits=digits)
+    empty = [str(g) for g, m in zip(summary.index, summary[f"{metric}_mean"]) if math.isnan(m)]
+    if empty:
+        raise ValueError(
+            f"{metric!r} has no values (only NaN) for group(s) {empty}: nothing to draw for them."
+        )
     labels = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in summary.index]
     mean = summary[f"{metric}_mean"].to_numpy() * scale
     std = summary[f"{metric}_std"].to_numpy() * scale
@@ -298,7 +348,8 @@ def plot_reliability(
 # ------------------------------------------------------------------------------------------ attention
 def _spatial_attention(maps: Any, name: str, n: int) -> np.ndarray:
     """``(N, C, h, w)`` features -> their attention maps ``(N, h, w)``; ``(N, h, w)`` maps pass through."""
-    m = torch.as_tensor(maps.detach().cpu() if isinstance(maps, torch.Tensor) else maps, dtype=torch.float32)
+    m = _as_float_tensor(maps, f"maps[{name!r}]")
+    check_finite(m, f"maps[{name!r}]")
     if m.dim() == 4:
         m = attention_map(m).view(m.shape[0], *m.shape[2:])  # (N, h*w) -> (N, h, w), each L2-normalised
     if m.dim() != 3 or m.shape[0] < n:
@@ -322,6 +373,7 @@ def plot_attention_maps(images: torch.Tensor, maps: Mapping[str, Any], title: st
         raise ValueError(f"images must be a non-empty batch (N, C, H, W), got {shape}.")
     if not isinstance(maps, Mapping) or not maps:
         raise ValueError("maps must be a non-empty dict {column title: feature or attention maps}.")
+    check_finite(images, "images")
     n = images.shape[0]
     cols = {str(k): _spatial_attention(v, str(k), n) for k, v in maps.items()}
     imgs = images.detach().cpu().float()
@@ -356,21 +408,22 @@ def _teacher_mix(
     """One example's stack ``(K, C)`` (or ``(1, K, C)``, ``-inf`` = a class the teacher does not know) ->
     normalised weights ``(K,)``, each teacher's ``softmax(z / T)`` ``(K, C)`` and the fusions ``{space: (C,)}``.
     ``weights`` (any non-negative numbers, not all 0) are divided by their sum; None = uniform."""
-    z = torch.as_tensor(
-        teacher_logits.detach().cpu() if isinstance(teacher_logits, torch.Tensor) else teacher_logits,
-        dtype=torch.float32,
-    )
+    z = _as_float_tensor(teacher_logits, "teacher_logits")
     z = z[0] if z.dim() == 3 and z.shape[0] == 1 else z
     if z.dim() != 2 or z.shape[1] < 2:
         raise ValueError(
             f"teacher_logits must be one example's stack (teachers, classes), got shape {tuple(z.shape)}; "
             "pick one row of a (N, K, C) stack, e.g. stack[0]."
         )
+    check_finite(z, "teacher_logits", allow_neg_inf=True)  # -inf: a class that teacher does not know
+    blind = torch.isneginf(z).all(dim=1).nonzero().flatten().tolist()
+    if blind:
+        raise ValueError(f"teacher_logits: teacher(s) {blind} are -inf for every class (they know no class).")
     k = z.shape[0]
     w = (
         torch.full((k,), 1.0 / k)
         if weights is None
-        else torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+        else _as_float_tensor(weights, "weights", torch.float64).reshape(-1)
     )
     if w.shape != (k,) or not torch.isfinite(w).all() or (w < 0).any() or float(w.sum()) <= 0:
         raise ValueError(
@@ -399,7 +452,9 @@ def plot_teacher_mix(
     k, c = probs.shape
     names = _class_names(class_names, c)
     tnames = (
-        _class_names(teacher_names, k) if teacher_names is not None else [f"teacher {i}" for i in range(k)]
+        _class_names(teacher_names, k, "teacher_names", "teachers")
+        if teacher_names is not None
+        else [f"teacher {i}" for i in range(k)]
     )
     fig, ax = _new_axes(ax, figsize=(max(6.0, 0.7 * c + 2), 3.8), layout="constrained")
     x, width = np.arange(c), 0.8 / k

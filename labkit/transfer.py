@@ -20,7 +20,7 @@ from torch import nn
 
 from ._validate import check_fraction, check_logits
 from .data import ImageData
-from .metrics import accuracy, predict_logits
+from .metrics import _check_scores, accuracy, predict_logits
 
 __all__ = [
     "DomainPair",
@@ -43,6 +43,8 @@ def pseudo_labels(teacher_logits: torch.Tensor, threshold: float = 0.0) -> Pseud
     """Hard labels from ``teacher_logits`` ``(N, K)``; ``keep`` marks rows whose max probability is at least
     ``threshold`` (in [0, 1]; 0 keeps every row, 1 keeps only rows the teacher is certain of)."""
     logits = check_logits(teacher_logits, "teacher_logits")
+    if len(logits):  # finite (or -inf: a class of probability 0), and logits, not probabilities
+        _check_scores(logits, "teacher_logits", probabilities_ok=False)
     threshold = check_fraction(threshold, "threshold (a probability)")
     probs = logits.detach().float().softmax(dim=-1)
     confidence, labels = probs.max(dim=-1)
@@ -77,8 +79,22 @@ def pseudo_label_quality(
     import pandas as pd
 
     logits = check_logits(teacher_logits, "teacher_logits")
+    if len(logits) == 0:
+        raise ValueError("teacher_logits is empty: pseudo-label quality needs at least one row.")
     if not isinstance(true_labels, torch.Tensor) or true_labels.shape != (len(logits),):
         raise ValueError(f"true_labels must be a tensor of shape ({len(logits)},), one label per row.")
+    k = logits.shape[1]
+    if true_labels.is_floating_point() or int(true_labels.min()) < 0 or int(true_labels.max()) >= k:
+        raise ValueError(
+            f"true_labels must be the known classes 0..{k - 1} of every row (integers; -1 'unknown' rows would count "
+            f"as wrong), got dtype {true_labels.dtype}, values in [{true_labels.min().item()}, {true_labels.max().item()}]."
+        )
+    if isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool):
+        thresholds = [thresholds]
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence) or len(thresholds) == 0:
+        raise ValueError(
+            f"thresholds must be a non-empty list of probabilities in [0, 1], got {thresholds!r}."
+        )
     rows = []
     for t in thresholds:
         pl = pseudo_labels(logits, t)
@@ -92,6 +108,29 @@ def pseudo_label_quality(
     return pd.DataFrame(rows).set_index("threshold")
 
 
+def _check_label_spaces(sc: list, tc: list) -> None:
+    if sc != tc:
+        if sorted(sc) == sorted(tc):
+            why = "the same class names in a different order (label i means different things)"
+        elif len(sc) != len(tc):
+            why = f"{len(sc)} source classes vs {len(tc)} target classes"
+        else:
+            why = f"different class names: only in source {sorted(set(sc) - set(tc))}, only in target {sorted(set(tc) - set(sc))}"
+        raise ValueError(
+            f"source and target label spaces differ: {why}. Source {sc}, target {tc}. Cross-domain "
+            "distillation needs the same classes in the same order; map the labels first."
+        )
+
+
+def _classes(split: Any, name: str) -> list:
+    classes = getattr(split, "classes", None)
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise ValueError(
+            f"{name} must be a dataset with .classes (an ImageData or TextData), got {type(split).__name__}."
+        )
+    return list(classes)
+
+
 @dataclass(eq=False)
 class DomainPair:
     """A source and a target domain over the same classes (train/test splits of each)."""
@@ -100,6 +139,14 @@ class DomainPair:
     source_test: Any
     target_train: Any
     target_test: Any
+
+    def __post_init__(self) -> None:
+        names = ("source_train", "source_test", "target_train", "target_test")
+        sc, *rest = (_classes(getattr(self, n), n) for n in names)
+        for n, c in zip(names[1:], rest):
+            if n == "source_test" and c != sc:
+                raise ValueError(f"source_test's classes {c} differ from source_train's {sc}.")
+            _check_label_spaces(sc, c)
 
     @property
     def classes(self) -> list[str]:
@@ -116,23 +163,17 @@ def domain_pair(source: Any, target: Any) -> DomainPair:
     for role, splits in (("source", source), ("target", target)):
         if not (hasattr(splits, "train") and hasattr(splits, "test")):
             raise ValueError(f"{role} must have .train and .test splits (DataSplits or TextSplits).")
-    sc, tc = list(source.train.classes), list(target.train.classes)
-    if sc != tc:
-        if sorted(sc) == sorted(tc):
-            why = "the same class names in a different order (label i means different things)"
-        elif len(sc) != len(tc):
-            why = f"{len(sc)} source classes vs {len(tc)} target classes"
-        else:
-            why = f"different class names: only in source {sorted(set(sc) - set(tc))}, only in target {sorted(set(tc) - set(sc))}"
-        raise ValueError(
-            f"source and target label spaces differ: {why}. Source {sc}, target {tc}. Cross-domain "
-            "distillation needs the same classes in the same order; map the labels first."
-        )
+    _check_label_spaces(_classes(source.train, "source.train"), _classes(target.train, "target.train"))
     return DomainPair(source.train, source.test, target.train, target.test)
 
 
 def domain_shift(model: nn.Module, source_test: ImageData, target_test: ImageData) -> dict[str, float]:
     """``model``'s accuracy on the source and on the target test sets, and the drop (source - target)."""
+    for name, data in (("source_test", source_test), ("target_test", target_test)):
+        if not (hasattr(data, "x") and hasattr(data, "y")):
+            raise TypeError(
+                f"{name} must be a labelled test set with .x and .y (an ImageData), got {type(data).__name__}."
+            )
     src = accuracy(predict_logits(model, source_test.x), source_test.y)
     tgt = accuracy(predict_logits(model, target_test.x), target_test.y)
     return {"source": src, "target": tgt, "drop": src - tgt}

@@ -28,6 +28,7 @@ no quantile; ``simulate_rule`` measures both rules' false-positive rates (lesson
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -49,6 +50,40 @@ LEVEL = 0.95
 BOOTSTRAP = 400  # test-set resamples for metrics that are not a mean over examples (ECE)
 
 
+def _real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_level(level: float) -> float:
+    if not _real(level) or not 0 < level < 1:
+        raise ValueError(
+            f"level must be a probability strictly between 0 and 1 (0.95: a 95% interval), got {level!r}."
+        )
+    return float(level)
+
+
+def _as_array(values, name: str) -> np.ndarray:
+    """``values`` as a float64 array of finite numbers, or a ValueError naming ``name``."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be numbers in a regular (rectangular) array, got {type(values).__name__}."
+        ) from None
+    if not np.isfinite(a).all():
+        raise ValueError(
+            f"{name} must be finite, got {int(np.isnan(a).sum())} NaN and {int(np.isinf(a).sum())} inf values: "
+            "a run that diverged or a metric that is undefined has no difference to judge."
+        )
+    return a
+
+
+def check_better(better: str) -> str:
+    if not isinstance(better, str) or better not in BETTER:
+        raise ValueError(f"better must be 'higher' or 'lower' (the direction of the metric), got {better!r}.")
+    return better
+
+
 @dataclass(frozen=True)
 class Metric:
     """How a metric is read: its direction, display scale and unit, and whether it is a mean over examples."""
@@ -58,6 +93,18 @@ class Metric:
     unit: str = "points"
     per_example: bool = True  # a mean over test examples (else: bootstrap over examples for V_test)
     needs_teacher: bool = False
+
+    def __post_init__(self) -> None:
+        check_better(self.better)
+        if not _real(self.scale) or not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(
+                f"Metric scale must be a finite number > 0 (100: fractions in points), got {self.scale!r}."
+            )
+        if not isinstance(self.unit, str):
+            raise ValueError(f"Metric unit must be a string such as 'points' or 'nats', got {self.unit!r}.")
+        for name in ("per_example", "needs_teacher"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Metric {name} must be True or False, got {getattr(self, name)!r}.")
 
 
 METRICS: dict[str, Metric] = {
@@ -70,16 +117,14 @@ METRICS: dict[str, Metric] = {
 """The course's metrics and their directions (``lk.Comparison`` takes more, e.g. lesson 03's attention gap)."""
 
 
-def check_better(better: str) -> str:
-    if better not in BETTER:
-        raise ValueError(f"better must be 'higher' or 'lower' (the direction of the metric), got {better!r}.")
-    return better
-
-
 def effect_of(low: float, high: float, better: str) -> str:
     """``"gain"``, ``"loss"`` or ``"none"`` from a difference's interval ``[low, high]`` and the metric's
     direction: an effect only when the whole interval lies on one side of 0."""
     check_better(better)
+    if not (_real(low) and _real(high)) or math.isnan(low) or math.isnan(high) or low > high:
+        raise ValueError(
+            f"an interval needs numbers low <= high (infinite with one seed), got [{low!r}, {high!r}]."
+        )
     if not (math.isfinite(low) and math.isfinite(high)):
         return "none"
     if low > 0:
@@ -123,9 +168,12 @@ def interval_from_examples(diffs: np.ndarray, level: float = LEVEL) -> dict:
     V_{test}}`. Returns ``diff``, ``low``, ``high``, ``se_seed``, ``se_test`` (floats for one comparison). With
     one seed the interval is infinite: nothing is called an effect.
     """
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim < 2 or d.shape[-1] == 0:
-        raise ValueError(f"diffs must have shape (..., seeds, examples) with examples, got {d.shape}.")
+    d = _as_array(diffs, "diffs")
+    level = _check_level(level)
+    if d.ndim < 2 or d.shape[-1] == 0 or d.shape[-2] == 0:
+        raise ValueError(
+            f"diffs must have shape (..., seeds, examples) with seeds and examples, got {d.shape}."
+        )
     n, big_n = d.shape[-2], d.shape[-1]
     per_seed = d.mean(axis=-1)  # (..., n)
     mean = per_seed.mean(axis=-1)
@@ -148,7 +196,13 @@ def interval_from_bootstrap(per_seed: np.ndarray, test_var: float, level: float 
     """The interval of a mean paired difference for a metric that is not a mean over examples (ECE):
     ``V_seed = s_d^2 / n`` and ``V_test`` the variance of the mean difference over paired bootstrap resamples of
     the test set (which counts each run's own sampling noise a second time: conservative)."""
-    d = np.asarray(per_seed, dtype=np.float64)
+    d = _as_array(per_seed, "per_seed")
+    level = _check_level(level)
+    if d.ndim < 1 or d.shape[-1] == 0:
+        raise ValueError(f"per_seed must hold one difference per seed, at least one, got shape {d.shape}.")
+    v = _as_array(test_var, "test_var")
+    if (v < 0).any():
+        raise ValueError(f"test_var is a variance and must be >= 0, got {test_var!r}.")
     n = d.shape[-1]
     v_seed = d.var(axis=-1, ddof=1) / n if n > 1 else None
     return _interval(d.mean(axis=-1), v_seed, np.asarray(test_var, dtype=np.float64), n, level)
@@ -171,6 +225,29 @@ class Verdict:
     se_test: float
     unit: str = "points"
     level: float = LEVEL
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "metric", "unit"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"Verdict {name} must be a string, got {getattr(self, name)!r}.")
+        check_better(self.better)
+        for name in ("diff", "low", "high", "se_seed", "se_test"):
+            if not _real(getattr(self, name)) or math.isnan(getattr(self, name)):
+                raise ValueError(f"Verdict {name} must be a number, got {getattr(self, name)!r}.")
+        if not math.isfinite(self.diff) or not self.low <= self.diff <= self.high:
+            raise ValueError(
+                f"Verdict diff must be finite and lie in its interval [low, high], got {self.diff!r} in "
+                f"[{self.low!r}, {self.high!r}]."
+            )
+        if self.se_seed < 0 or self.se_test < 0:
+            raise ValueError(
+                f"standard errors must be >= 0, got se_seed={self.se_seed!r}, se_test={self.se_test!r}."
+            )
+        for name in ("n_seeds", "n_test"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"Verdict {name} must be an integer >= 1, got {value!r}.")
+        _check_level(self.level)
 
     @property
     def effect(self) -> str:
@@ -232,6 +309,13 @@ def simulate_rule(
     (``|difference| > max std``) call an effect of either sign, how often each calls the right one (``power``, for
     ``effect != 0``), and the mean simulated difference in accuracy points.
     """
+    for name, value, low in (("n_seeds", n_seeds, 2), ("n_test", n_test, 1), ("n_sims", n_sims, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    for name, value in (("effect", effect), ("seed_sd", seed_sd), ("example_sd", example_sd)):
+        if not _real(value) or not math.isfinite(value) or (name != "effect" and value < 0):
+            what = "a finite number" if name == "effect" else "a finite standard deviation >= 0"
+            raise ValueError(f"{name} must be {what}, got {value!r}.")
     rng = np.random.default_rng(seed)
     z = rng.normal(1.5, 1.0, (n_sims, 1, n_test))
     w = rng.normal(0.0, example_sd, (n_sims, 1, n_test))

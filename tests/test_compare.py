@@ -196,3 +196,50 @@ def test_no_import_circle_between_training_methods_and_ensemble():
     for mod in ("labkit.ensemble", "labkit.methods", "labkit.training", "labkit.compare", "labkit.losses"):
         proc = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------- careless inputs (#15)
+def test_arm_config_values_are_checked_when_the_arm_is_built():
+    with pytest.raises(ValueError, match=r"arm 'x': config \{'epochs': 0\}: epochs must be an integer >= 1"):
+        lk.Arm("x", config={"epochs": 0})
+    with pytest.raises(ValueError, match="lr must be a number > 0"):
+        lk.Arm("x", config={"lr": -1.0})
+    assert lk.Arm("x", config={"temperature": 2, "steps": 5}).config == {"temperature": 2, "steps": 5}
+
+
+def test_compare_checks_every_arm_before_training_any(setup, monkeypatch):
+    data, teacher, make, cfg = setup
+    trained = []
+    monkeypatch.setattr(sys.modules["labkit.compare"], "fit", lambda *a, **k: trained.append(1))
+    five = lk.build_model("mlp", data.in_shape, 5, hidden=(4,))
+    arms = [lk.Arm("scratch"), lk.Arm("KD", method="kd", teacher=five)]  # the bad arm comes second
+    with pytest.raises(ValueError, match="arm 'KD': teacher has 5 classes"):
+        lk.compare(arms, train=data.train, test=data.test, make_student=make, config=cfg, seeds=(0,))
+    other = lk.ImageData(data.test.x, data.test.y, [*data.test.classes[:-1], "ten"], "digits", "x")
+    with pytest.raises(ValueError, match="different classes"):
+        lk.compare(arms[:1], train=data.train, test=other, make_student=make, config=cfg, seeds=(0,))
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        lk.compare(
+            arms[:1], train=data.train, test=data.test, make_student=make, config=cfg, seeds=(0,), steps=0
+        )
+    assert trained == []
+
+
+def test_comparison_kl_with_unknown_teacher_classes_and_replaced_runs(setup):
+    data = setup[0]
+    n = len(data.test)
+    t = torch.randn(n, 10, generator=torch.Generator().manual_seed(0))
+    t[:, 3] = float("-inf")  # a class the teacher does not know
+    z = torch.randn(n, 10, generator=torch.Generator().manual_seed(1))
+    cmp = lk.Comparison(data.test, teacher_logits=t)
+    row = cmp.add("a", 0, z)
+    assert row["kl_to_teacher"] == pytest.approx(lk.kl_to_teacher(z, t), rel=1e-6)
+    row = cmp.add("a", 0, t.clamp_min(-30))  # the same (arm, seed) again replaces the run (a re-run cell)
+    assert len(cmp.runs) == 1 and cmp.runs.loc[0, "agreement"] == row["agreement"] == 1.0
+    with pytest.raises(ValueError, match="logits have 12 classes but teacher_logits 10"):
+        cmp.add("b", 0, torch.zeros(n, 12))
+    cmp.add("b", 0, z)
+    cmp.add("b", 1, z)
+    cmp.add("a", 1, z)
+    table = cmp.verdicts([("a", "b")], "accuracy")  # one metric's name, not its letters
+    assert list(table.index) == [("a vs b", "accuracy")]

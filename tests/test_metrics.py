@@ -219,3 +219,51 @@ def test_summarize_errors():
         summarize([{"method": "kd", "accuracy": 0.9}], "method", ["agreement"])
     with pytest.raises(ValueError, match="at least one record"):
         summarize([], "method", ["accuracy"])
+
+
+# ------------------------------------------------------------------------------- careless inputs (#15)
+def test_kl_to_teacher_with_unknown_teacher_classes_counts_only_known_ones():
+    # -inf = a class of teacher probability 0: it adds 0 to the KL, not 0 * inf = NaN
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]])
+    t = torch.tensor([[2.0, float("-inf"), 0.0], [0.0, 1.0, float("-inf")]])
+    p_t, log_s = torch.softmax(t.double(), 1), torch.log_softmax(s.double(), 1)
+    known = torch.isfinite(t)
+    hand = (p_t[known] * (p_t[known].log() - log_s[known])).sum() / 2
+    assert kl_to_teacher(s, t) == pytest.approx(hand.item(), rel=1e-12)
+    finite = torch.randn(5, 4)  # without -inf the value is F.kl_div's, as before
+    ref = F.kl_div(F.log_softmax(finite.double(), 1), F.log_softmax(finite.double().flip(0), 1),
+                   reduction="batchmean", log_target=True)  # fmt: skip
+    assert kl_to_teacher(finite, finite.flip(0)) == ref.item()
+
+
+def test_metrics_refuse_nan_and_probabilities_but_take_log_probabilities():
+    z = torch.randn(30, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(30) % 4
+    with pytest.raises(ValueError, match="NaN"):
+        accuracy(torch.where(torch.arange(4) == 2, float("nan"), z), y)
+    with pytest.raises(ValueError, match="look like probabilities"):
+        expected_calibration_error(z.softmax(1), y)
+    assert accuracy(z.softmax(1), y) == accuracy(z, y)  # the arg-max of probabilities is fine
+    assert expected_calibration_error(z.log_softmax(1), y) == pytest.approx(expected_calibration_error(z, y))
+    with pytest.raises(ValueError, match="every class"):
+        accuracy(torch.full((2, 4), float("-inf")), y[:2])
+    assert math.isnan(accuracy(z, torch.full((30,), -1)))  # nothing labelled: nan, as documented
+    with pytest.raises(ValueError, match="at least one example"):
+        accuracy(z[:0], y[:0])
+
+
+def test_summarize_refuses_partly_missing_values_and_reads_a_dict_of_columns():
+    from labkit.metrics import summarize
+
+    with pytest.raises(ValueError, match=r"missing \(NaN\) in some runs of group\(s\) \['b'\]"):
+        summarize(
+            [{"arm": "a", "acc": 0.5}, {"arm": "b", "acc": 0.6}, {"arm": "b", "acc": float("nan")}],
+            "arm",
+            "acc",
+        )
+    # a metric that a group never has (a fixed reference's training time) stays "nan", as before
+    table = summarize([{"arm": "t", "acc": 0.9, "s": float("nan")}, {"arm": "a", "acc": 0.5, "s": 2.0}], "arm",
+                      ["acc", "s"], scale=1)  # fmt: skip
+    assert table.loc["t", "s"] == "nan" and table.loc["a", "s"] == "2.0 ± 0.0"
+    cols = summarize({"arm": ["a", "a"], "acc": [0.5, 0.7]}, "arm", "acc")
+    assert cols.loc["a", "acc"] == "60.0 ± 14.1"

@@ -188,3 +188,37 @@ def test_forward_rejects_wrong_input():
         model(torch.randn(1, 28, 28))
     with pytest.raises(ValueError, match="1 input channel"):
         model(torch.randn(2, 3, 28, 28))
+
+
+# ------------------------------------------------------------------------------- careless inputs (#15)
+def test_pool_must_fit_the_last_map():
+    assert (
+        build_model("cnn", (1, 8, 8), 10, width=4, stages=3, pool=2).fc.in_features == 16 * 4
+    )  # 2x2 map, 2x2 grid
+    assert (
+        build_model("cnn", (1, 28, 28), 10, width=8, stages=3, pool=4).fc.in_features == 32 * 16
+    )  # 7x7 map: fine
+    with pytest.raises(ValueError, match=r"pool=3 is larger than the last stage's 2x2 map"):
+        build_model("cnn", (1, 8, 8), 10, stages=3, pool=3)
+    with pytest.raises(ValueError, match="pool=5"):
+        build_model("resnet", (1, 8, 8), 10, width=4, blocks=(1, 1), pool=5)
+    model = build_model("cnn", (1, 28, 28), 10, width=4, stages=3, pool=4)
+    with pytest.raises(ValueError, match="smaller than the model was built for"):
+        model(torch.zeros(2, 1, 8, 8))  # last map 2x2 < the 4x4 grid: it would be upsampled, not pooled
+
+
+def test_forward_refuses_other_dtypes_and_shapes_before_torch():
+    cnn, mlp = build_model("cnn", (1, 8, 8), 10, width=4), build_model("mlp", (1, 8, 8), 10, hidden=(4,))
+    with pytest.raises(ValueError, match=r"x.to\(torch.float32\)"):
+        cnn(torch.zeros(2, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="floating-point"):
+        mlp(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"built for examples of shape \(1, 8, 8\)"):
+        mlp(torch.zeros(2, 1, 9, 9))
+    assert cnn(torch.zeros(2, 1, 12, 12)).shape == (2, 10)  # conv families still take other sizes >= 8
+    assert (
+        build_model("mlp", (1, 8, 8), 10).double()(torch.zeros(2, 1, 8, 8, dtype=torch.float64)).dtype
+        == torch.float64
+    )
+    with pytest.raises(ValueError, match="no parameters"):
+        model_table({"relu": torch.nn.ReLU(), "cnn": cnn})

@@ -91,3 +91,35 @@ def test_domain_shift_is_real_on_the_toy_domains():
     lk.fit(model, feats.transform(books.train), config=cfg)
     shift = lk.domain_shift(model, feats.transform(books.test), feats.transform(kitchen.test))
     assert shift["source"] > 0.8 and shift["drop"] > 0.1
+
+
+# ------------------------------------------------------------------------------- careless inputs (#15)
+def test_pseudo_labels_refuse_nan_and_probabilities():
+    z = _logits()
+    with pytest.raises(ValueError, match="teacher_logits.*NaN"):
+        lk.pseudo_labels(torch.where(z > 1, float("nan"), z))
+    with pytest.raises(ValueError, match="probabilities"):
+        lk.pseudo_labels(z.softmax(1), threshold=0.5)  # softmax(probabilities) would keep almost nothing
+    unknown = z.clone()
+    unknown[:, 0] = float("-inf")  # a class the teacher does not know: still a valid teacher output
+    assert (lk.pseudo_labels(unknown).labels != 0).all()
+
+
+def test_pseudo_label_quality_takes_one_threshold_and_needs_the_truth():
+    z = _logits()
+    truth = z.argmax(1)
+    table = lk.pseudo_label_quality(z, truth, thresholds=0.0)
+    assert list(table.index) == [0.0] and table.loc[0.0, "accuracy"] == 1.0
+    with pytest.raises(ValueError, match="true_labels must be the known classes"):
+        lk.pseudo_label_quality(z, torch.full_like(truth, -1))
+
+
+def test_domain_pair_checks_its_splits_when_built_directly():
+    a = lk.load_text_dataset("toy_books", verbose=False)
+    pair = lk.DomainPair(a.train, a.test, a.train, a.test)
+    assert pair.classes == list(a.train.classes)
+    with pytest.raises(ValueError, match="source_train must be a dataset with .classes"):
+        lk.DomainPair(1, 2, 3, 4)
+    digits = lk.load_dataset("digits", verbose=False)
+    with pytest.raises(ValueError, match="label spaces differ"):
+        lk.DomainPair(a.train, a.test, digits.train, digits.test)

@@ -140,3 +140,39 @@ def test_every_recorded_verdict_matches_its_direction_and_interval():
         if rec["metric"] in lk.METRICS:
             assert rec["better"] == lk.METRICS[rec["metric"]].better, (where, name, rec)
     assert comparisons > 0
+
+
+# ------------------------------------------------------------------------------- careless inputs (#15)
+def test_verdict_and_metric_refuse_what_no_rule_can_read():
+    ok = dict(a="KD", b="scratch", metric="accuracy", better="higher", diff=1.0, low=0.2, high=1.8, n_seeds=3,
+              n_test=500, se_seed=0.3, se_test=0.2)  # fmt: skip
+    assert lk.Verdict(**ok).effect == "gain"
+    assert (
+        lk.Verdict(**{**ok, "n_seeds": 1, "low": -math.inf, "high": math.inf, "se_seed": math.inf}).effect
+        == "none"
+    )
+    for bad, match in [({"diff": float("nan")}, "diff must be a number"), ({"low": 1.5}, r"\[low, high\]"),
+                       ({"better": "up"}, "better must be"), ({"n_seeds": 0}, "n_seeds"), ({"se_test": -1.0}, ">= 0")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            lk.Verdict(**{**ok, **bad})
+    with pytest.raises(ValueError, match="better must be"):
+        lk.Metric("up")
+    with pytest.raises(ValueError, match="scale"):
+        lk.Metric("lower", scale=float("nan"))
+
+
+def test_intervals_refuse_nan_and_impossible_levels():
+    d = np.random.default_rng(0).normal(size=(3, 50))
+    assert interval_from_examples(d)["diff"] == pytest.approx(d.mean())
+    bad = d.copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(ValueError, match="diffs must be finite"):
+        interval_from_examples(bad)
+    with pytest.raises(ValueError, match="level"):
+        interval_from_examples(d, level=1.0)
+    with pytest.raises(ValueError, match="test_var is a variance"):
+        interval_from_bootstrap(d[:, 0], -0.1)
+    with pytest.raises(ValueError, match=r"low <= high"):
+        effect_of(0.5, -0.5, "higher")
+    with pytest.raises(ValueError, match="n_seeds must be an integer >= 2"):
+        simulate_rule(n_seeds=1, n_sims=5, n_test=10)
