@@ -8,17 +8,229 @@
 Notebooks read their settings from ``get_profile(PROFILE)`` and may override single fields
 (``get_profile("default", student_epochs=3)``). The environment variable ``LABKIT_PROFILE`` overrides the
 notebook's choice (used by the nbval run in CI); the override is announced, never silent.
+
+Every field of a ``Profile`` (``PROFILE_CHECKS``) and of ``lk.TrainConfig`` (``TRAIN_CONFIG_CHECKS``, through the
+``TrainConfigChecks`` mixin, also when a field is set after construction) is checked for type, range and finiteness,
+with a message that names the field, the value and what is allowed.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
+import math
+import numbers
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
-from ._validate import check_choice
+import numpy as np
+import torch
 
-__all__ = ["PROFILES", "Profile", "get_profile"]
+from ._validate import check_alpha, check_choice, check_temperature
+from .data import DATASETS
+from .models import MODELS
+from .text import TEXT_DATASETS
+
+__all__ = ["PROFILES", "CheckedFields", "Profile", "TrainConfigChecks", "get_profile"]
+
+Check = Callable[[Any, str], Any]  # check(value, field name) -> the value to store, or raise ValueError
+
+
+# --------------------------------------------------------------------------------------------- field checks
+# One check per field: type, range and finiteness, with a message that names the field, the value it got and what
+# is allowed. A bool is never a number (lr=True), a string never a number (epochs="3"). NumPy scalars are stored
+# as Python numbers; other values are stored as given, so configs (and the cache keys made from them) do not change.
+def _got(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{value!r} (a bool, not a number)"
+    return (
+        f"{value!r}"
+        if isinstance(value, (int, float, type(None)))
+        else f"{value!r} (a {type(value).__name__})"
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _integer(
+    minimum: int | None = 1, maximum: int | None = None, optional: bool = False, why: str = ""
+) -> Check:
+    allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+    allowed += (f" and <= {maximum}" if maximum is not None else "") + (" or None" if optional else "")
+
+    def check(value: Any, name: str) -> Any:
+        value = _plain(value)
+        if value is None and optional:
+            return None
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or (minimum is not None and value < minimum) or (maximum is not None and value > maximum)):  # fmt: skip
+            raise ValueError(f"{name} must be {allowed}{why}, got {_got(value)}.")
+        return value
+
+    return check
+
+
+def _real(low: float, high: float | None = None, above: bool = False, why: str = "") -> Check:
+    """A finite number >= low (> low with ``above``), <= high when given; ints are numbers too."""
+    allowed = f"a number {'>' if above else '>='} {low:g}" + (
+        f" and <= {high:g}" if high is not None else " and finite"
+    )
+
+    def check(value: Any, name: str) -> Any:
+        value = _plain(value)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < low or (above and value == low) or (high is not None and value > high):
+            raise ValueError(f"{name} must be {allowed}{why}, got {_got(value)}.")
+        return value
+
+    return check
+
+
+def _via(validate: Callable[[Any, str], Any]) -> Check:
+    """A check from ``labkit._validate`` (its own message), storing the value as given."""
+
+    def check(value: Any, name: str) -> Any:
+        value = _plain(value)
+        validate(value, name)
+        return value
+
+    return check
+
+
+def _flag(optional: bool = False) -> Check:
+    def check(value: Any, name: str) -> Any:
+        value = _plain(value)
+        if not (isinstance(value, bool) or (optional and value is None)):
+            raise ValueError(
+                f"{name} must be True or False{' or None' if optional else ''}, got {_got(value)}."
+            )
+        return value
+
+    return check
+
+
+def _text(choices: Callable[[], Any] | None = None, own: bool = False) -> Check:
+    """A non-empty string; with ``choices`` one of them (``own``: or a .csv/.tsv/.tab path or "hf:<name>")."""
+
+    def check(value: Any, name: str) -> Any:
+        value = _plain(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {_got(value)}.")
+        if own and (value.startswith("hf:") or Path(value).suffix.lower() in (".csv", ".tsv", ".tab")):
+            return value
+        return value if choices is None else check_choice(value, choices(), name)
+
+    return check
+
+
+def _seq(item: Check, distinct: bool = False, what: str = "") -> Check:
+    """A non-empty tuple (or list) of items that each pass ``item``; stored as a tuple."""
+
+    def check(value: Any, name: str) -> Any:
+        if not isinstance(value, (tuple, list, range)) or len(value) == 0:
+            raise ValueError(f"{name} must be a non-empty tuple{what}, got {_got(value)}.")
+        out = tuple(item(v, f"{name}[{i}]") for i, v in enumerate(value))
+        if distinct and len(set(out)) != len(out):
+            repeated = sorted({v for v in out if out.count(v) > 1})
+            raise ValueError(f"{name} must not repeat a value, got {value!r} ({repeated} more than once).")
+        return out
+
+    return check
+
+
+def _kwargs(value: Any, name: str) -> Any:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name} must be a dict of keyword arguments (str keys), got {_got(value)}.")
+    return value
+
+
+def _member(value: Any, name: str) -> Any:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (model family, kwargs dict), got {_got(value)}.")
+    return (_text(lambda: MODELS)(value[0], f"{name}[0]"), _kwargs(value[1], f"{name}[1]"))
+
+
+def _device(value: Any, name: str) -> Any:
+    """'auto', 'cpu', 'cuda', 'cuda:<n>', 'mps' or a torch.device (whether it exists is checked where it is used:
+    a config may be written on one machine and run on another); the messages are ``get_device``'s."""
+    if isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') or a torch.device, "
+                         f"got {_got(value)}.")  # fmt: skip
+    kind, _, index = value.partition(":")
+    check_choice(kind, ("auto", "cpu", "cuda", "mps"), name)
+    if index and (not index.isdigit() or kind == "auto"):
+        raise ValueError(f"{name} {value!r}: the part after ':' must be a device number, e.g. 'cuda:0'.")
+    return value
+
+
+def _optimizers():
+    from .training import OPTIMIZERS  # training imports this module: read its registry when a config is made
+
+    return OPTIMIZERS
+
+
+_SEED = _integer(0, 2**32 - 1, why=" (NumPy accepts seeds below 2**32)")
+_SEEDS = _seq(_SEED, distinct=True, what=" of distinct integer seeds")
+_TEXT_DATA = _text(lambda: TEXT_DATASETS, own=True)
+
+TRAIN_CONFIG_CHECKS: dict[str, Check] = {
+    "epochs": _integer(1),
+    "steps": _integer(1, optional=True),
+    "batch_size": _integer(1),
+    "lr": _real(0, above=True),
+    "weight_decay": _real(0),
+    "optimizer": _text(_optimizers),
+    "schedule": _text(lambda: ("cosine", "constant")),
+    "temperature": _via(check_temperature),
+    "alpha": _via(check_alpha),
+    "beta": _real(0, why=" (the feature term's weight)"),
+    # the stage index; whether it exists depends on the models, which fit() sees (-1 is the last stage)
+    "hint_layer": _integer(None, why=" (a stage index; -1 is the last stage)"),
+    "seed": _SEED,
+    "device": _device,
+    "amp": _flag(),
+    "cache_teacher": _flag(),
+    "augment": _flag(),
+    "progress": _flag(),
+    "accelerate": _flag(optional=True),
+}
+
+
+class CheckedFields:
+    """Mixin for a (not frozen) dataclass: every assignment to a field, in the constructor, in
+    ``dataclasses.replace`` and later (``cfg.epochs = 0``), runs that field's check from ``_field_checks``, so a
+    config can never hold a value that fails halfway through training. Assigning a name that is not a field (a
+    typo such as ``cfg.epoch = 3``) is an error too, instead of a new attribute that nothing reads."""
+
+    _field_checks: ClassVar[Mapping[str, Check]] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = type(self)._field_checks.get(name)
+        if check is not None:
+            value = check(value, name)
+        elif dataclasses.is_dataclass(self) and not name.startswith("_"):
+            names = [f.name for f in dataclasses.fields(self)]
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise AttributeError(
+                    f"{type(self).__name__} has no field {name!r}{hint}; fields: {', '.join(names)}."
+                )
+        object.__setattr__(self, name, value)
+
+
+class TrainConfigChecks(CheckedFields):
+    """``TrainConfig``'s field checks (``TRAIN_CONFIG_CHECKS``): ``class TrainConfig(TrainConfigChecks)``."""
+
+    _field_checks = TRAIN_CONFIG_CHECKS
 
 
 @dataclass(frozen=True)
@@ -108,6 +320,101 @@ class Profile:
     xd_teacher_hidden: tuple[int, ...] = (256,)
     xd_epochs: int = 15
     description: str = ""
+
+    def __post_init__(self) -> None:
+        # every field (the profile's own values and get_profile's overrides alike): type, range, finiteness;
+        # frozen, so a checked value is stored with object.__setattr__ (lists become tuples)
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, PROFILE_CHECKS[f.name](getattr(self, f.name), f.name))
+        if self.tf_max_train is not None and self.tf_unlabelled >= self.tf_max_train:
+            raise ValueError(
+                f"tf_unlabelled ({self.tf_unlabelled}) must be smaller than tf_max_train ({self.tf_max_train}): the "
+                "transfer set is taken from the sentences read, and the teacher trains on the rest."
+            )
+
+
+_MODEL = _text(lambda: MODELS)
+_COUNT, _COUNT_OR_ALL = _integer(1), _integer(1, optional=True)
+_RATE = _real(0, above=True)
+_CLASSES = _seq(_integer(0, 9, why=" (a class index; a profile's datasets have 10 classes)"), distinct=True)
+
+PROFILE_CHECKS: dict[str, Check] = {
+    "name": _text(),
+    "dataset": _text(lambda: DATASETS),
+    "max_train": _COUNT_OR_ALL,
+    "max_test": _COUNT_OR_ALL,
+    "seeds": _SEEDS,
+    **{
+        k: _MODEL
+        for k in (
+            "teacher_model",
+            "student_model",
+            "kd_student_model",
+            "tiny_student_model",
+            "mt_expert_model",
+            "mt_generalist_model",
+            "mt_student_model",
+        )
+    },  # fmt: skip
+    **{
+        k: _kwargs
+        for k in (
+            "teacher_kwargs",
+            "student_kwargs",
+            "kd_student_kwargs",
+            "tiny_student_kwargs",
+            "mt_expert_kwargs",
+            "mt_generalist_kwargs",
+            "mt_student_kwargs",
+        )
+    },  # fmt: skip
+    "kd_labelled": _COUNT_OR_ALL,
+    **{
+        k: _COUNT
+        for k in (
+            "teacher_epochs",
+            "student_epochs",
+            "batch_size",
+            "labels_per_class",
+            "fkd_steps",
+            "fkd_batch_size",
+            "mt_expert_epochs",
+            "mt_generalist_epochs",
+            "mt_labels_per_class",
+            "tf_unlabelled",
+            "tf_steps",
+            "tf_batch_size",
+            "tf_bug_steps",
+            "pl_labels_per_class",
+            "xd_max_features",
+            "xd_epochs",
+        )
+    },  # fmt: skip
+    "ens_generations": _integer(1, why=" (born-again generations after generation 0)"),
+    **{k: _flag() for k in ("augment", "tf_layer_kd", "tf_freeze_embeddings")},
+    **{k: _RATE for k in ("lr", "tf_teacher_lr", "tf_lr")},
+    "temperatures": _seq(_via(check_temperature), distinct=True),
+    "alphas": _seq(_via(check_alpha), distinct=True),
+    "mt_experts": _seq(_CLASSES, distinct=True, what=" of class-index tuples, one per expert"),
+    "ens_members": _seq(_member, what=" of (model family, kwargs) pairs"),
+    "tf_dataset": _TEXT_DATA,
+    **{k: _COUNT_OR_ALL for k in ("tf_max_train", "tf_labelled", "tf_max_test", "tf_student_layers")},
+    "tf_max_length": _integer(2, why=" (tokens per sentence, [CLS] and [SEP] included)"),
+    **{k: _text() for k in ("tf_teacher", "tf_student")},
+    "tf_teacher_epochs": _real(0, why=" (0: the checkpoint is already fine-tuned)"),
+    "tf_temperature": _via(check_temperature),
+    "tf_alpha": _via(check_alpha),
+    "tf_layer_weight": _real(0),
+    "tf_seeds": _SEEDS,
+    "pl_budgets": _seq(_integer(1), distinct=True, what=" of labels per class"),
+    "pl_thresholds": _seq(_real(0, 1), distinct=True, what=" of confidence thresholds in [0, 1]"),
+    "pl_temperatures": _seq(_via(check_temperature), distinct=True),
+    "pl_alphas": _seq(_via(check_alpha), distinct=True),
+    "xd_source": _TEXT_DATA,
+    "xd_targets": _seq(_TEXT_DATA, distinct=True, what=" of text datasets"),
+    "xd_teacher_hidden": _seq(_integer(1), what=" of hidden-layer widths"),
+    "description": lambda value, name: value if isinstance(value, str) else _text()(value, name),
+}
 
 
 PROFILES: dict[str, Profile] = {
@@ -275,7 +582,8 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str = "default", **overrides) -> Profile:
-    """The profile called ``name`` (or ``$LABKIT_PROFILE`` when set), with single fields overridden.
+    """The profile called ``name`` (or ``$LABKIT_PROFILE`` when set), with single fields overridden; every
+    override is checked like the profile's own values (type, range, finiteness), the field named in the message.
 
     >>> get_profile("smoke", student_epochs=1).student_epochs
     1
@@ -290,5 +598,9 @@ def get_profile(name: str = "default", **overrides) -> Profile:
     known = {f.name for f in dataclasses.fields(Profile)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown profile field(s) {unknown}; fields are: {', '.join(sorted(known))}.")
-    return dataclasses.replace(profile, **overrides)
+        close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+        hint = "".join(f" (did you mean {c[0]!r} for {u!r}?)" for u, c in close.items() if c)
+        raise ValueError(f"unknown profile field(s) {unknown}{hint}; fields are: {', '.join(sorted(known))}.")
+    # a deep copy: the model kwargs are dicts, and a notebook that edits P.teacher_kwargs must not change the
+    # profile that every later get_profile call returns; replace() runs the field checks on the overrides
+    return dataclasses.replace(copy.deepcopy(profile), **overrides)
