@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
+from .config import TrainConfigChecks
 from .data import ImageData, batches, cache_dir, random_crop_flip
 from .distributed import is_main_process, launched_processes, make_accelerator, shard_batch
 from .methods import METHODS
@@ -127,7 +128,7 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainConfigChecks):
     """Hyper-parameters of one training run. Field names match the notebooks' parameters."""
 
     epochs: int = 10

@@ -19,13 +19,7 @@ from labkit.config import (
     TrainConfigChecks,
 )
 
-HOOKED = issubclass(lk.TrainConfig, CheckedFields)
-
-
-if HOOKED:
-    TrainConfig = lk.TrainConfig
-else:  # lk.TrainConfig with the field checks, until training.py declares class TrainConfig(TrainConfigChecks)
-    TrainConfig = type("TrainConfig", (TrainConfigChecks, lk.TrainConfig), {})
+TrainConfig = lk.TrainConfig
 
 
 # --------------------------------------------------------------------------------------------- profiles
@@ -196,8 +190,8 @@ def test_valid_values_are_stored_as_given():
     assert math.isclose(np_cfg.lr, 0.25)
 
 
-@pytest.mark.xfail(not HOOKED, strict=True, reason="needs training.py: class TrainConfig(TrainConfigChecks)")
 def test_lk_train_config_runs_the_field_checks():
+    assert issubclass(lk.TrainConfig, CheckedFields) and issubclass(lk.TrainConfig, TrainConfigChecks)
     cfg = lk.TrainConfig(epochs=2)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
         cfg.epochs = 0
