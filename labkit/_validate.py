@@ -7,8 +7,10 @@ inside torch to find out what went wrong.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 
 __all__ = [
     "all_finite",
+    "checked_upstream",
     "check_alpha",
     "check_choice",
     "check_class_counts",
@@ -35,9 +38,34 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_UPSTREAM: contextvars.ContextVar[bool] = contextvars.ContextVar("labkit_checked_upstream", default=False)
+
+
+@contextlib.contextmanager
+def checked_upstream() -> Iterator[None]:
+    """Inside this block the *value* checks of the losses are skipped: ``lk.fit`` enters it around its training
+    loop, after it has checked its data, labels and teacher logits once, because each value check reads a
+    device value back to the host (on a GPU, a stall every step). Shapes, dtypes and arguments are still checked
+    (they cost no sync), the losses take their branch-free paths (a -inf teacher logit is masked, not looked
+    for), and a NaN/inf that appears during training is caught by ``fit`` from the epoch's loss sum."""
+    token = _UPSTREAM.set(True)
+    try:
+        yield
+    finally:
+        _UPSTREAM.reset(token)
+
+
+def values_checked_upstream() -> bool:
+    """True inside ``checked_upstream()`` (``lk.fit``'s training loop): skip checks that sync the host."""
+    return _UPSTREAM.get()
+
+
 def all_finite(*tensors: torch.Tensor) -> bool:
     """True when every entry of every (floating) tensor is finite: one reduction per tensor and a single host
-    sync, the fast path of the value checks in a training step (the detailed checks run only when it is False)."""
+    sync, the fast path of the value checks in a training step (the detailed checks run only when it is False).
+    Inside ``checked_upstream()`` it returns True without looking (no sync)."""
+    if _UPSTREAM.get():
+        return True
     flags = [torch.isfinite(t.detach()).all() for t in tensors if t.is_floating_point() and t.numel()]
     return not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
 
@@ -50,7 +78,7 @@ def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
     refuses NaN and +inf. Integer and boolean data are always finite. The message names ``name``, how many
     entries are bad, what they are and where the first one is."""
     if isinstance(value, torch.Tensor):
-        if not value.is_floating_point():  # integer and boolean tensors cannot hold NaN or inf
+        if not value.is_floating_point() or _UPSTREAM.get():  # integers cannot hold NaN; fit checked upstream
             return value
         t = value.detach()
         ok = ~(torch.isnan(t) | torch.isposinf(t)) if allow_neg_inf else torch.isfinite(t)
@@ -248,6 +276,8 @@ def check_targets(targets: Any, batch: int, num_classes: int, allow_unlabelled: 
     if targets.numel() != batch:
         raise ValueError(f"targets has {targets.numel()} entries but the logits have batch size {batch}.")
     targets = targets.long()  # int32 / int16 / uint8 -> int64, what F.cross_entropy and gather need
+    if _UPSTREAM.get():  # inside fit: its data's labels were range-checked once (ImageData)
+        return targets
     low = -1 if allow_unlabelled else 0
     lo, hi = (
         torch.stack([targets.min(), targets.max()]).tolist() if targets.numel() else (low, low)

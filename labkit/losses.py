@@ -32,6 +32,7 @@ from ._validate import (
     check_positive_int,
     check_targets,
     check_temperature,
+    values_checked_upstream,
 )
 
 __all__ = [
@@ -104,6 +105,9 @@ def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
 def _labelled_ce(logits: torch.Tensor, targets: torch.Tensor, finite: bool) -> torch.Tensor:
     # logits and int64 targets already checked; ``finite=False``: some logit is -inf, never at a row's label
     labelled = targets >= 0  # (B,)
+    if values_checked_upstream():  # inside fit: no host sync (boolean indexing would need the count)
+        per_row = F.cross_entropy(logits.float(), targets.clamp_min(0), reduction="none")  # (B,)
+        return (per_row * labelled).sum() / labelled.sum().clamp_min(1)  # 0 (graph kept) without labels
     if not bool(labelled.any()):
         return logits.float().sum() * 0.0  # keeps the graph; no labels in this batch
     if not finite:
@@ -170,7 +174,9 @@ def kd_kl_loss(
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     z_s, z_t = student_logits.float() / t, teacher_logits.detach().float() / t  # (B, K) each
     support = None  # every class known: the plain formula
-    if not all_finite(z_s, z_t):  # one host sync on the common path
+    if values_checked_upstream():  # inside fit: mask -inf teacher classes without looking for them (no sync)
+        support = ~torch.isneginf(z_t)  # all True: the same numbers as the plain formula
+    elif not all_finite(z_s, z_t):  # one host sync on the common path
         support = _check_kd_values(student_logits, teacher_logits)  # (B, K): the teacher's classes
         _check_overflow(student_logits, z_s, "student_logits", t)
         _check_overflow(teacher_logits, z_t, "teacher_logits", t)

@@ -45,6 +45,7 @@ from ._validate import (
     check_positive_int,
     check_targets,
     check_temperature,
+    values_checked_upstream,
 )
 from .data import ImageData
 from .losses import MAX_TEMPERATURE, _check_overflow, _kl_rows, _labelled_ce
@@ -189,6 +190,16 @@ def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: b
         raise ValueError(
             "the teacher stack is an empty batch (0 examples): the mean of no examples is undefined."
         )
+    if student_logits is not None:
+        b, k, c = teacher_logits.shape
+        check_logits(student_logits, "student_logits")
+        if student_logits.shape != (b, c):
+            raise ValueError(
+                f"student logits {tuple(student_logits.shape)} do not match the teacher stack {(b, k, c)}: "
+                f"the student needs shape ({b}, {c}) (teachers map onto the student's {c} classes)."
+            )
+    if values_checked_upstream():  # inside fit: the teacher stack was checked once, no per-step sync
+        return
     z = teacher_logits.detach()
     bad = torch.isnan(z) | torch.isposinf(z)  # (B, K, C)
     dead = torch.isneginf(z).all(dim=-1)  # (B, K)
@@ -210,13 +221,6 @@ def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: b
             "least one class (-inf marks the classes it does not know). Check its class map, or leave it out."
         )
     if student_logits is not None:
-        b, k, c = teacher_logits.shape
-        check_logits(student_logits, "student_logits")
-        if student_logits.shape != (b, c):
-            raise ValueError(
-                f"student logits {tuple(student_logits.shape)} do not match the teacher stack {(b, k, c)}: "
-                f"the student needs shape ({b}, {c}) (teachers map onto the student's {c} classes)."
-            )
         check_finite(student_logits, "student_logits")
 
 
@@ -228,6 +232,8 @@ def check_weights(weights: torch.Tensor, batch: int, num_teachers: int) -> torch
         )
     if not weights.is_floating_point():
         raise ValueError(f"teacher weights must be floats (batch, teachers), got dtype {weights.dtype}.")
+    if values_checked_upstream():  # inside fit: the weighting's output, no per-step sync
+        return weights
     check_finite(weights, "teacher weights")
     if (weights < 0).any():
         raise ValueError(f"teacher weights must be >= 0, got a minimum of {float(weights.min()):.4g}.")
@@ -306,7 +312,10 @@ def per_teacher_kl(
     over_t = ~support & torch.isfinite(
         teacher_logits.detach().float()
     )  # finite / T overflowed: not "unknown"
-    flags = torch.stack([over_t.any(), torch.isinf(z_s).any(), support.all()]).tolist()  # one host sync
+    if values_checked_upstream():  # inside fit: the masked path, which covers both cases, without a sync
+        flags = [False, False, False]
+    else:
+        flags = torch.stack([over_t.any(), torch.isinf(z_s).any(), support.all()]).tolist()  # one host sync
     if flags[0]:
         k = int(over_t.nonzero()[0][1])
         _check_overflow(teacher_logits[:, k], z_t[:, k], f"teacher {k}'s logits", t)
@@ -484,7 +493,11 @@ class LearnedWeights(Weighting):
         b = teacher_logits.shape[0]
         w = F.softmax(self.theta, dim=0).unsqueeze(0).expand(b, -1)  # (B, K)
         labelled = targets >= 0
-        if bool(labelled.any()):
+        if values_checked_upstream():  # inside fit: the mean over labelled rows without a host sync
+            mix = _fuse_prob(teacher_logits.detach().float(), w)  # (B, C) log-probabilities
+            nll = F.nll_loss(mix, targets.clamp_min(0), reduction="none")  # (B,)
+            self.aux_loss = (nll * labelled).sum() / labelled.sum().clamp_min(1)
+        elif bool(labelled.any()):
             mix = _fuse_prob(teacher_logits.detach().float()[labelled], w[labelled])  # (b_l, C)
             self.aux_loss = F.nll_loss(mix, targets[labelled])
         else:

@@ -46,7 +46,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import check_alpha, check_choice, check_class_counts, check_positive_int, check_temperature
+from ._validate import (
+    check_alpha,
+    check_choice,
+    check_class_counts,
+    check_finite,
+    check_positive_int,
+    check_temperature,
+    checked_upstream,
+)
 from .config import TrainConfigChecks
 from .data import ImageData, batches, cache_dir, random_crop_flip
 from .distributed import is_main_process, launched_processes, make_accelerator, shard_batch
@@ -432,6 +440,8 @@ def fit(
                 f"teacher_logits must have shape {expected} (one row per training example), got "
                 f"{tuple(teacher_logits.shape)}."
             )
+        if given_logits is None:  # computed here: checked once, since the steps below skip value checks
+            check_finite(teacher_logits, "the teacher's logits on the training set", allow_neg_inf=True)
         teacher_logits = teacher_logits.to(device)
 
     x, y = train.x.to(device), train.y.to(device)
@@ -499,49 +509,52 @@ def fit(
             aug_gen.manual_seed(
                 cfg.seed * 100_003 + epoch
             )  # per epoch, so a resumed run draws the same crops
-        for i, batch in enumerate(
-            batches(*tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch)
-        ):
-            if i == epoch_steps:  # the step budget ends inside this pass
-                break
-            if cfg.augment:  # on the whole batch, so every process count draws the same crops
-                batch = (random_crop_flip(batch[0], generator=aug_gen), *batch[1:])
-            share = 1.0
-            if acc is not None:
-                batch, share = shard_batch(batch, acc)
-                if batch is None:
-                    continue
-            xb, yb = batch[0], batch[1]
-            with autocast():
-                s_out = s_model(xb, return_features=True) if Method.needs_features else s_model(xb)
-                s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
-                t_logits, t_feats = (batch[2] if teacher_logits is not None else None), None
-                if feature_cache is not None:  # the cached features of this batch, None where unused
-                    rest = iter(batch[3:])
-                    t_feats = [next(rest) if f is not None else None for f in feature_cache]
-                elif Method.needs_teacher and t_logits is None:
-                    with torch.no_grad():
-                        t_out = teacher(xb, return_features=Method.needs_features)
-                    t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
-                    if Method.needs_features:
-                        t_feats = distiller.teacher_features(t_feats)
-                loss = d_model(s_logits, yb, t_logits, s_feats, t_feats)
-            opt.zero_grad(set_to_none=True)
-            backward(loss * share)  # share = 1 in one process
-            bad = ~torch.isfinite(
-                loss.detach()
-            )  # on the device: a NaN/inf loss steps with zero gradients, so the
-            for p in params:  # weights stay finite until the epoch's end reports it (no host sync here)
-                if p.grad is not None:
-                    p.grad.masked_fill_(bad, 0.0)
-            step()
-            sched.step()
-            for name, part in distiller.parts.items():
-                part_sums[name] = part_sums.get(name, 0.0) + part.float() * len(xb)
-            total += loss.detach().double() * len(xb)  # NaN / inf propagate: checked once, below
-            correct += (s_logits.detach().argmax(1) == yb).sum()  # unlabelled rows (-1) never match
-            labelled_seen += (yb >= 0).sum()
-            seen += len(xb)
+        # inside the loop the losses skip their value checks (each reads a device value back to the host):
+        # the data, labels and teacher logits were checked above, a NaN/inf loss is caught below
+        with checked_upstream():
+            for i, batch in enumerate(
+                batches(*tensors, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch)
+            ):
+                if i == epoch_steps:  # the step budget ends inside this pass
+                    break
+                if cfg.augment:  # on the whole batch, so every process count draws the same crops
+                    batch = (random_crop_flip(batch[0], generator=aug_gen), *batch[1:])
+                share = 1.0
+                if acc is not None:
+                    batch, share = shard_batch(batch, acc)
+                    if batch is None:
+                        continue
+                xb, yb = batch[0], batch[1]
+                with autocast():
+                    s_out = s_model(xb, return_features=True) if Method.needs_features else s_model(xb)
+                    s_logits, s_feats = s_out if Method.needs_features else (s_out, None)
+                    t_logits, t_feats = (batch[2] if teacher_logits is not None else None), None
+                    if feature_cache is not None:  # the cached features of this batch, None where unused
+                        rest = iter(batch[3:])
+                        t_feats = [next(rest) if f is not None else None for f in feature_cache]
+                    elif Method.needs_teacher and t_logits is None:
+                        with torch.no_grad():
+                            t_out = teacher(xb, return_features=Method.needs_features)
+                        t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
+                        if Method.needs_features:
+                            t_feats = distiller.teacher_features(t_feats)
+                    loss = d_model(s_logits, yb, t_logits, s_feats, t_feats)
+                opt.zero_grad(set_to_none=True)
+                backward(loss * share)  # share = 1 in one process
+                bad = ~torch.isfinite(
+                    loss.detach()
+                )  # on the device: a NaN/inf loss steps with zero gradients, so the
+                for p in params:  # weights stay finite until the epoch's end reports it (no host sync here)
+                    if p.grad is not None:
+                        p.grad.masked_fill_(bad, 0.0)
+                step()
+                sched.step()
+                for name, part in distiller.parts.items():
+                    part_sums[name] = part_sums.get(name, 0.0) + part.float() * len(xb)
+                total += loss.detach().double() * len(xb)  # NaN / inf propagate: checked once, below
+                correct += (s_logits.detach().argmax(1) == yb).sum()  # unlabelled rows (-1) never match
+                labelled_seen += (yb >= 0).sum()
+                seen += len(xb)
         sums = torch.stack(
             [total, correct.double(), labelled_seen.double(), *(torch.as_tensor(v).double() for v in part_sums.values())]
         )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -587,7 +588,8 @@ def test_autocast_uses_bf16_from_compute_capability_8_and_fp16_with_a_scaler_bel
 
 
 def _count_host_syncs(monkeypatch):
-    """Count calls that copy a device value to the host, made by labkit/training.py itself."""
+    """Count calls that copy a device value to the host, made by any labkit module (fit and the losses, the
+    distillers and the weightings it calls every step)."""
     import sys
 
     calls = []
@@ -595,28 +597,81 @@ def _count_host_syncs(monkeypatch):
         real = getattr(torch.Tensor, name)
 
         def spy(self, *a, _real=real, _name=name, **k):
-            if sys._getframe(1).f_code.co_filename.endswith("labkit/training.py"):
-                calls.append(_name)
+            where = sys._getframe(1).f_code.co_filename.replace(os.sep, "/")
+            if "/labkit/" in where:
+                calls.append((_name, where.rsplit("/", 1)[-1], sys._getframe(1).f_lineno))
             return _real(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, name, spy)
     return calls
 
 
-@pytest.mark.parametrize("method", ["ce", "kd"])
+def _multi_teacher(digits):
+    import labkit as lk
+
+    torch.manual_seed(1)
+    general = build_model("mlp", digits.in_shape, digits.num_classes, hidden=(8,))
+    expert = build_model("mlp", digits.in_shape, 5, hidden=(8,))  # classes 5..9 only: -inf elsewhere
+    return lk.TeacherEnsemble([general, expert], digits.num_classes, class_maps=[None, [5, 6, 7, 8, 9]],
+                              weighting="learned")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["ce", "kd", "mse", "hint", "attention", "multi"])
 def test_fit_syncs_the_host_once_per_epoch_not_per_step(digits, teacher, method, monkeypatch):
-    # per-step loss.item() / int(...) stall a GPU every step; the epoch's sums stay on the device until its end
+    # per-step loss.item() / int(...) / value checks stall a GPU every step: the epoch's sums stay on the device
+    # until its end, and the losses skip their value checks inside fit's loop (lk._validate.checked_upstream)
+    t = {"ce": None, "multi": _multi_teacher(digits)}.get(method, teacher)
+    fit(
+        student(digits), digits.train, method=method, teacher=t, config=cfg(epochs=1)
+    )  # the teacher pass, memoised
     counts = {}
     for epochs, batch_size in ((1, 64), (1, 16), (3, 16)):
         calls = _count_host_syncs(monkeypatch)
-        fit(student(digits), digits.train, method=method, teacher=teacher if method == "kd" else None,
-            config=cfg(epochs=epochs, batch_size=batch_size))  # fmt: skip
-        counts[epochs, batch_size] = len(calls)
+        fit(
+            student(digits),
+            digits.train,
+            method=method,
+            teacher=t,
+            config=cfg(epochs=epochs, batch_size=batch_size),
+        )
+        counts[epochs, batch_size] = calls
         monkeypatch.undo()
     assert -(-len(digits.train) // 16) >= 80  # many steps per epoch
-    assert counts[1, 16] == counts[1, 64]  # 4x the steps, the same number of syncs
-    assert counts[3, 16] - counts[1, 16] == 2  # one more per epoch
-    assert counts[1, 16] <= 3
+    assert len(counts[1, 16]) == len(counts[1, 64]), counts[1, 16]  # 4x the steps, the same number of syncs
+    assert len(counts[3, 16]) - len(counts[1, 16]) == 2  # one more per epoch
+    assert len(counts[1, 16]) <= 6, counts[1, 16]  # setup checks (labels, teacher logits) + the epoch's one
+
+
+def test_the_value_checks_still_run_outside_fit():
+    # checked_upstream() is fit's alone: called directly, a NaN logit is still a clear error
+    import labkit as lk
+    from labkit._validate import checked_upstream, values_checked_upstream
+
+    z = torch.randn(4, 3)
+    bad = z.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="student_logits"):
+        lk.kd_kl_loss(bad, z)
+    with checked_upstream():
+        assert values_checked_upstream()
+    assert not values_checked_upstream()
+    with pytest.raises(ValueError, match="student_logits"):
+        lk.kd_kl_loss(bad, z)
+
+
+def test_a_nan_teacher_is_reported_before_training(digits):
+    class NanTeacher(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            out = torch.zeros(len(x), 10) + self.w
+            out[0, 3] = float("nan")
+            return out
+
+    with pytest.raises(ValueError, match="the teacher's logits on the training set.*NaN"):
+        fit(student(digits), digits.train, method="kd", teacher=NanTeacher(), config=cfg(epochs=1))
 
 
 def test_a_nan_loss_is_still_reported_with_its_epoch(digits, tmp_path, monkeypatch):
@@ -640,3 +695,26 @@ def test_a_nan_loss_is_still_reported_with_its_epoch(digits, tmp_path, monkeypat
     assert f"the checkpoint {ckpt} keeps the last good epoch" in str(info.value)
     assert torch.isfinite(weights(s)).all()  # the NaN steps took zero gradients
     assert json.loads(torch.load(ckpt, weights_only=True)["history"])[-1]["epoch"] == 2
+
+
+@pytest.mark.parametrize("method", ["ce", "kd", "attention", "multi"])
+def test_the_sync_free_steps_train_the_same_weights(digits, teacher, method, monkeypatch):
+    # inside fit the losses take branch-free, check-free paths (masked means instead of boolean indexing, -inf
+    # teacher classes masked without looking for them): the weights must be exactly those of the checked path
+    import contextlib
+    import dataclasses
+
+    from labkit import training
+
+    y = digits.train.y.clone()
+    y[::3] = -1  # a third of the rows unlabelled: the masked means differ from a plain mean
+    data = dataclasses.replace(digits.train, y=y)
+    t = {"ce": None, "multi": _multi_teacher(digits)}.get(method, teacher)
+    name = "mlp" if method == "multi" else "cnn"
+    runs = []
+    for upstream in (training.checked_upstream, contextlib.nullcontext):
+        monkeypatch.setattr(training, "checked_upstream", upstream)
+        s = student(digits, name=name)
+        fit(s, data, method=method, teacher=t, config=cfg(epochs=1))
+        runs.append(weights(s))
+    assert torch.equal(runs[0], runs[1])
