@@ -45,13 +45,7 @@ def make_accelerator(cfg: TrainConfig):
         raise ImportError(
             "TrainConfig(accelerate=...) needs Hugging Face accelerate: pip install accelerate"
         ) from None
-    from .training import get_device  # here, not at the top: training imports this module
-
-    cpu = cfg.device == "cpu" or get_device("auto").type == "cpu"
-    if cpu or not cfg.amp:
-        precision = "no"
-    else:
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    cpu, precision = _precision(cfg)
     try:
         return Accelerator(cpu=cpu, mixed_precision=precision)
     except ValueError as err:  # accelerate's state is per process and keeps its first settings
@@ -59,6 +53,18 @@ def make_accelerator(cfg: TrainConfig):
             f"accelerate is already set up in this process with other settings ({err}); use the same device and "
             "amp setting for every run of this process, or restart it."
         ) from None
+
+
+def _precision(cfg) -> tuple[bool, str]:
+    """(cpu, accelerate's mixed_precision) for ``cfg``: the same rule as ``lk.fit`` without accelerate, bf16 only
+    on compute capability 8.0 and above, fp16 (which accelerate scales) below, "no" on a CPU or with amp off."""
+    from .training import _amp_dtype, get_device  # here, not at the top: training imports this module
+
+    device = get_device("cpu" if cfg.device == "cpu" else "auto")
+    cpu = device.type == "cpu"
+    if cpu or not cfg.amp or device.type != "cuda":
+        return cpu, "no"
+    return cpu, "bf16" if _amp_dtype(device) == torch.bfloat16 else "fp16"
 
 
 def shard_batch(batch: tuple[torch.Tensor, ...], acc) -> tuple[tuple[torch.Tensor, ...] | None, float]:

@@ -35,7 +35,16 @@ from .losses import dml_loss, label_distillation_loss, prob_mse_loss  # re-expor
 from .methods import METHODS
 from .metrics import evaluate
 from .multiteacher import FUSIONS, fuse_teachers
-from .training import OPTIMIZERS, History, TrainConfig, _autocast, fit, get_device, seed_everything
+from .training import (
+    OPTIMIZERS,
+    History,
+    TrainConfig,
+    _autocast,
+    _use_scaler,
+    fit,
+    get_device,
+    seed_everything,
+)
 
 __all__ = [
     "EnsembleTeacher",
@@ -204,6 +213,9 @@ def mutual_learning(
     steps = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch  # as in lk.fit
     cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine if cfg.schedule == "cosine" else (lambda s: 1.0))
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=_use_scaler(device, cfg.amp)
+    )  # fp16 below CC 8.0, as in fit
     x, y = train.x.to(device), train.y.to(device)
     histories = [History() for _ in students]
     for epoch in range(-(-steps // per_epoch)):
@@ -225,8 +237,9 @@ def mutual_learning(
                     f"mutual learning loss became {losses.tolist()} at epoch {epoch + 1}."
                 )
             opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
+            scaler.scale(losses.sum()).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             mask = yb >= 0
             for i, z in enumerate(logits):

@@ -69,7 +69,7 @@ def test_hint_regressor_trains_through_accelerate(fresh_accelerate_state):
 
 
 def test_config_rejects_a_bad_accelerate_value():
-    with pytest.raises(ValueError, match="accelerate must be None"):
+    with pytest.raises(ValueError, match="accelerate must be True or False or None"):
         lk.TrainConfig(accelerate="yes")
 
 

@@ -587,6 +587,23 @@ def test_autocast_uses_bf16_from_compute_capability_8_and_fp16_with_a_scaler_bel
     assert not _autocast(cpu, True)._enabled
 
 
+@pytest.mark.parametrize(("capability", "precision"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_accelerate_and_mutual_learning_follow_the_same_precision_rule(capability, precision, monkeypatch):
+    # the accelerate path (TrainConfig(accelerate=True)) asked torch.cuda.is_bf16_supported(), true on a T4
+    from labkit import distributed, ensemble, training
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(training, "get_device", lambda device="auto": torch.device("cuda"))
+    assert distributed._precision(TrainConfig(progress=False)) == (False, precision)
+    assert distributed._precision(TrainConfig(amp=False, progress=False)) == (False, "no")
+    assert ensemble._use_scaler(torch.device("cuda"), True) is (
+        precision == "fp16"
+    )  # mutual_learning's scaler
+    monkeypatch.undo()
+    assert distributed._precision(TrainConfig(device="cpu", progress=False)) == (True, "no")
+
+
 def _count_host_syncs(monkeypatch):
     """Count calls that copy a device value to the host, made by any labkit module (fit and the losses, the
     distillers and the weightings it calls every step)."""
