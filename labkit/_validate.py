@@ -188,9 +188,11 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
+    """An integer >= ``minimum`` (a NumPy integer too, returned as ``int``); bools and floats are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = f" (a {type(value).__name__})" if not isinstance(value, (int, np.integer)) else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}{kind}.")
+    return int(value)
 
 
 def check_choice(value: str, choices: Iterable[str] | Mapping[str, Any], name: str) -> str:

@@ -32,6 +32,7 @@ import torch
 
 from ._validate import check_alpha, check_choice, check_temperature
 from .data import DATASETS
+from .losses import MAX_TEMPERATURE
 from .models import MODELS
 from .text import TEXT_DATASETS
 
@@ -189,7 +190,7 @@ TRAIN_CONFIG_CHECKS: dict[str, Check] = {
     "weight_decay": _real(0),
     "optimizer": _text(_optimizers),
     "schedule": _text(lambda: ("cosine", "constant")),
-    "temperature": _via(check_temperature),
+    "temperature": _via(lambda value, name: check_temperature(value, name, maximum=MAX_TEMPERATURE)),
     "alpha": _via(check_alpha),
     "beta": _real(0, why=" (the feature term's weight)"),
     # the stage index; whether it exists depends on the models, which fit() sees (-1 is the last stage)

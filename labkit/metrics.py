@@ -81,7 +81,7 @@ def _labelled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated logits ``(N, K)`` and targets ``(N,)`` restricted to the labelled rows, on the CPU."""
     _check_scores(logits, "logits", probabilities_ok)
-    check_targets(targets, logits.shape[0], logits.shape[1])
+    targets = check_targets(targets, logits.shape[0], logits.shape[1])  # int64, any integer dtype in
     logits, targets = logits.detach().cpu(), targets.detach().cpu()
     keep = targets >= 0  # (N,) -1 = unlabelled
     return logits[keep], targets[keep]

@@ -125,3 +125,15 @@ def test_bad_input_gives_a_clear_error(call, error, words):
     assert len(str(info.value)) > 20  # a sentence, not a bare code
     tb = info.traceback
     assert "torch/nn/functional.py" not in str(tb[-1].path)  # raised by labkit, before torch fails
+
+
+def test_counts_accept_numpy_integers_and_name_what_else_came():
+    import numpy as np
+
+    from labkit._validate import check_positive_int
+
+    assert check_positive_int(np.int64(3), "n") == 3 and type(check_positive_int(np.int64(3), "n")) is int
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got 2.0 \(a float\)"):
+        check_positive_int(2.0, "n")
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got True"):
+        check_positive_int(True, "n")

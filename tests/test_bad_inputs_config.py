@@ -373,3 +373,13 @@ def test_bad_input_gives_a_clear_error(call, error, words):
     assert len(str(info.value)) > 20  # a sentence, not a bare code
     tb = info.traceback
     assert "torch/" not in str(tb[-1].path) and "numpy/" not in str(tb[-1].path)  # raised by labkit
+
+
+def test_train_config_bounds_the_temperature_as_the_losses_do():
+    # found when the config is made, not at the first loss call after the teacher's logits were computed
+    assert lk.TrainConfig(temperature=lk.losses.MAX_TEMPERATURE).temperature == lk.losses.MAX_TEMPERATURE
+    with pytest.raises(ValueError, match="temperature must be at most 100"):
+        lk.TrainConfig(temperature=200)
+    cfg = lk.TrainConfig()
+    with pytest.raises(ValueError, match="temperature must be at most 100"):
+        cfg.temperature = 1e6
