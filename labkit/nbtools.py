@@ -41,6 +41,8 @@ def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int 
     The printed line depends only on ``expected`` and ``what`` when the check passes, so nbval can compare
     it across machines and profiles. Returns nothing, so an expectation cell shows only the OK lines.
     """
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0 (an absolute tolerance), got {tol!r}.")
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
         ok = isinstance(value, (int, float)) and math.isclose(float(value), float(expected), abs_tol=tol)
     else:
@@ -56,6 +58,11 @@ def expect(what: str, value: Any, expected: Any, tol: float = 1e-6, digits: int 
 
 def expect_between(what: str, value: float, low: float, high: float) -> None:
     """Check that a measured number lies in ``[low, high]`` (e.g. a teacher's accuracy band)."""
+    for name, bound in (("low", low), ("high", high)):
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise ValueError(f"{name} must be a number (a bound of the expected band), got {bound!r}.")
+    if low > high:
+        raise ValueError(f"low must be <= high, got the band [{low}, {high}]: swap the bounds.")
     if not (low <= value <= high):
         raise AssertionError(f"expectation failed: {what} = {value:.4f}, expected within [{low}, {high}]")
     print(f"OK  {what} within [{low}, {high}]")
@@ -63,6 +70,10 @@ def expect_between(what: str, value: float, low: float, high: float) -> None:
 
 def show_source(obj: Any) -> None:
     """Print the source of a labkit function or class, so a lesson shows the code it uses without copying it."""
+    if not (
+        inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) or inspect.ismodule(obj)
+    ):
+        raise TypeError(f"show_source needs a function, class, method or module, got {type(obj).__name__}.")
     try:
         from IPython.display import Markdown, display
 
@@ -176,7 +187,24 @@ def read_records(notebook: Any) -> dict[str, dict]:
     A name recorded twice keeps its last value."""
     import nbformat
 
-    nb = notebook if hasattr(notebook, "cells") else nbformat.read(str(notebook), as_version=4)
+    if hasattr(notebook, "cells"):
+        nb = notebook
+    else:
+        if not isinstance(notebook, (str, os.PathLike)):
+            raise TypeError(
+                f"notebook must be a path or an nbformat notebook, got {type(notebook).__name__}."
+            )
+        path = Path(notebook)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"notebook {path} does not exist (or is not a file): pass an executed .ipynb."
+            )
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+        except Exception as err:  # nbformat's NotJSONError, a validation error, a decoding error
+            raise ValueError(
+                f"notebook {path} is not a readable Jupyter notebook ({type(err).__name__}): pass an executed .ipynb."
+            ) from None
     found: dict[str, dict] = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -191,6 +219,8 @@ def redact_local_paths(text: str, root: str | Path | None = None) -> str:
     ``$LABKIT_DATA_DIR``, the cache as ``$LABKIT_CACHE_DIR`` (when those variables are set) and ``root`` (the
     repository) as ``<repo>``. Anything committed (results digests, BENCH.md) goes through it, so no path of
     the machine that ran it lands in the repository."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}.")
     for var in ("LABKIT_DATA_DIR", "LABKIT_CACHE_DIR"):
         value = os.environ.get(var)
         if value:

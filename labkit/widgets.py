@@ -15,12 +15,12 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
 from ._validate import check_temperature
 from .plotting import (
     _SPACES,
+    _as_float_tensor,
     _as_vector_logits,
     _class_names,
     _softened,
@@ -131,9 +131,7 @@ def teacher_mixer(
     ``TeacherEnsemble.predict_stack`` (``-inf`` for classes a teacher does not know). Returns a ``VBox``
     (children: example slider, a box of weight sliders, the output area); ``mixer_table`` is the static view.
     """
-    z = torch.as_tensor(
-        teacher_stack.detach().cpu() if isinstance(teacher_stack, torch.Tensor) else teacher_stack
-    )
+    z = _as_float_tensor(teacher_stack, "teacher_stack")
     if z.dim() != 3 or z.shape[0] == 0 or z.shape[1] == 0:
         raise ValueError(
             f"teacher_stack must be a (examples, teachers, classes) stack, got shape {tuple(z.shape)}; "
