@@ -3,7 +3,10 @@
 The notebooks import everything from here: ``import labkit as lk``. See docs/ARCHITECTURE.md.
 """
 
-from . import checks  # exercise checks: lk.checks.check_kd_loss(your_fn)
+from . import (
+    checks,  # exercise checks: lk.checks.check_kd_loss(your_fn)
+    lm,  # language-model distillation: lk.lm.token_kl, generalized_jsd, on_policy_step, ...
+)
 from .byod import compare_objectives, load_csv, load_image_folder, tune_objective
 from .byod_text import TEXT_COLUMNS, load_hf_text, load_text_file
 from .compare import Arm, Comparison, compare
