@@ -23,6 +23,8 @@ __all__ = [
     "check_choice",
     "check_class_counts",
     "check_finite",
+    "check_has_data",
+    "check_input_batch",
     "check_fraction",
     "check_index",
     "check_logit_values",
@@ -35,7 +37,22 @@ __all__ = [
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number: int, float or a NumPy integer/float scalar (``np.float32(2.0)``, what indexing an array
+    gives); bools, complex numbers, strings, tensors and arrays are not."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_has_data(value: Any, name: str) -> Any:
+    """A tensor on PyTorch's ``meta`` device has a shape but no values (``torch.empty(..., device="meta")``, a
+    model built under ``torch.device("meta")``): nothing can be computed from it. Returns ``value`` unchanged."""
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        raise ValueError(
+            f"{name} is a tensor on the 'meta' device (shape {tuple(value.shape)}, no values): labkit computes on "
+            "real data. Build it on the CPU or a GPU, e.g. .to_empty(device='cpu') then load weights, or torch.tensor(...)."
+        )
+    return value
 
 
 _UPSTREAM: contextvars.ContextVar[bool] = contextvars.ContextVar("labkit_checked_upstream", default=False)
@@ -78,6 +95,7 @@ def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
     refuses NaN and +inf. Integer and boolean data are always finite. The message names ``name``, how many
     entries are bad, what they are and where the first one is."""
     if isinstance(value, torch.Tensor):
+        check_has_data(value, name)
         if not value.is_floating_point() or _UPSTREAM.get():  # integers cannot hold NaN; fit checked upstream
             return value
         t = value.detach()
@@ -113,12 +131,25 @@ def check_finite(value: Any, name: str, *, allow_neg_inf: bool = False) -> Any:
     )
 
 
+def check_input_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """A batch of model inputs (images, features) holds real numbers: float tensors (uint8 pixels and integer
+    token ids are data that a model converts itself, so they pass too). Bool and complex tensors, and tensors on
+    the ``meta`` device, are errors naming ``name``."""
+    check_has_data(x, name)
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(
+            f"{name} must hold the model's input values (float images or features), got a {x.dtype} tensor: a "
+            "mask or complex numbers. Convert real inputs with .float()."
+        )
+    return x
+
+
 def check_index(idx: Any, n: int, name: str = "idx") -> torch.Tensor:
     """Integer positions into ``n`` examples -> a 1-D int64 tensor. ``idx`` is a 1-D sequence, array or tensor of
     integers in ``[0, n)``, or a boolean mask with one entry per example (``data.y != 3``), read as the positions
     where it is True. Floats, strings, other shapes and out-of-range positions are errors, never truncated."""
     if isinstance(idx, torch.Tensor):
-        t = idx.detach().cpu()
+        t = check_has_data(idx, name).detach().cpu()
     else:
         try:
             a = np.asarray(list(idx) if isinstance(idx, range) else idx)
@@ -210,6 +241,7 @@ def check_logits(logits: Any, name: str = "logits", allow_empty: bool = True) ->
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (batch, num_classes), got {type(logits).__name__}."
         )
+    check_has_data(logits, name)
     if logits.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, num_classes), got shape {tuple(logits.shape)}.")
     if not logits.is_floating_point():
@@ -270,6 +302,7 @@ def check_targets(targets: Any, batch: int, num_classes: int, allow_unlabelled: 
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1:
         shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
         raise ValueError(f"targets must be a 1-D tensor of class indices (batch,), got {shape}.")
+    check_has_data(targets, "targets")
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise ValueError(
             f"targets must hold integer class indices, got dtype {targets.dtype}. Labels read as floats: convert "

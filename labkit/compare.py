@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_choice, check_finite, check_logits
+from ._validate import check_choice, check_finite, check_has_data, check_logits
 from .data import ImageData
 from .methods import METHODS
 from .metrics import expected_calibration_error, predict_logits, summarize
@@ -250,7 +250,7 @@ class Comparison:
             raise TypeError(
                 f"arm {arm!r}: logits must be a torch.Tensor (N, classes), got {type(logits).__name__}."
             )
-        z = logits.detach().cpu().float()
+        z = check_has_data(logits, f"arm {arm!r}: logits").detach().cpu().float()
         if z.dim() != 2 or z.shape[0] != len(self.y):
             raise ValueError(f"logits must have shape (N={len(self.y)}, classes), got {tuple(z.shape)}.")
         k, top = z.shape[1], int(self.y.max())
@@ -522,6 +522,8 @@ def compare(
         isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
     ):
         raise ValueError(f"steps must be an integer >= 1 (or None: the config's budget), got {steps!r}.")
+    if not isinstance(keep, bool):
+        raise TypeError(f"keep must be True or False (keep every trained student), got {keep!r}.")
     if not callable(make_student) or isinstance(make_student, nn.Module):
         raise ValueError("make_student must be a function that returns a new student model (not a model).")
     if not isinstance(config, TrainConfig):

@@ -332,6 +332,11 @@ class Profile:
                 f"tf_unlabelled ({self.tf_unlabelled}) must be smaller than tf_max_train ({self.tf_max_train}): the "
                 "transfer set is taken from the sentences read, and the teacher trains on the rest."
             )
+        if self.xd_source in self.xd_targets:
+            raise ValueError(
+                f"xd_targets {self.xd_targets} include the source domain xd_source={self.xd_source!r}: a cross-domain "
+                "target must be another domain (a source-to-source 'shift' measures nothing)."
+            )
 
 
 _MODEL = _text(lambda: MODELS)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_fraction, check_index, check_positive_int
+from ._validate import check_choice, check_fraction, check_has_data, check_index, check_positive_int
 
 __all__ = [
     "DATASETS",
@@ -94,6 +94,7 @@ def _check_labels(y: Any, n: int, classes: Any, owner: str, device: torch.device
         )
     if y.dim() != 1:
         raise ValueError(f"{owner}.y must have shape (N,), got shape {tuple(y.shape)}.")
+    check_has_data(y, f"{owner}.y")
     if y.dtype != torch.int64:
         fix = "y.long()" if not (y.is_floating_point() or y.dtype == torch.bool) else "integer class indices"
         raise ValueError(f"{owner}.y must be int64 class indices, got dtype {y.dtype}; use {fix}.")
@@ -642,6 +643,7 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """How many batches ``batches`` yields for ``n`` examples."""
     check_positive_int(n, "n", minimum=0)
     check_positive_int(batch_size, "batch_size")
+    drop_last = _check_flag(drop_last, "drop_last")
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -664,6 +666,7 @@ def batches(
     if None in sizes or len(set(sizes)) != 1:
         raise ValueError(f"all tensors must be torch.Tensors with the same first dimension, got {sizes}.")
     check_positive_int(batch_size, "batch_size")
+    shuffle, drop_last = _check_flag(shuffle, "shuffle"), _check_flag(drop_last, "drop_last")
     if seed is not None:
         seed = _check_seed(seed)
     n = sizes[0]
@@ -697,6 +700,7 @@ def random_crop_flip(
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"random_crop_flip needs a batch of images (B, C, H, W), got {got}.")
     check_positive_int(padding, "padding", minimum=0)
+    flip = _check_flag(flip, "flip")
     if generator is not None:
         _check_kind(generator, torch.Generator, "generator", "a torch.Generator or None")
         if generator.device.type != x.device.type:
@@ -708,6 +712,11 @@ def random_crop_flip(
     if min(h, w) < 8:
         raise ValueError(
             f"random_crop_flip is for images of at least 8x8 pixels, got {h}x{w} (feature vectors?)."
+        )
+    if padding >= min(h, w):
+        raise ValueError(
+            f"padding={padding} is not smaller than the {h}x{w} images: most crops would be padding only (zeros). "
+            "Use a few pixels (4 for 32x32 images)."
         )
     out = x
     if padding:
@@ -736,6 +745,7 @@ def few_labels_split(
     _check_kind(data, ImageData, "data", "an ImageData (e.g. splits.train)")
     check_positive_int(n_per_class, "n_per_class")
     seed = _check_seed(seed)
+    keep_labels = _check_flag(keep_labels, "keep_labels")
     labels = data.y.cpu().numpy()
     groups = [np.flatnonzero(labels == c) for c in range(data.num_classes)]
     smallest = min(len(g) for g in groups)

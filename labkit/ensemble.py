@@ -27,6 +27,7 @@ from torch import nn
 
 from ._validate import (
     check_choice,
+    check_input_batch,
     check_positive_int,
     check_temperature,
 )
@@ -322,6 +323,7 @@ def inference_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
         raise ValueError(f"inference_ms needs an nn.Module, got {type(model).__name__}.")
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         raise ValueError("x must be a non-empty batch tensor (B, ...).")
+    check_input_batch(x, "x")
     check_positive_int(repeats, "repeats")
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")

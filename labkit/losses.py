@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import (
+    _is_number,
     all_finite,
     check_alpha,
     check_choice,
     check_finite,
+    check_has_data,
     check_logit_values,
     check_logits,
     check_logits_pair,
@@ -323,6 +325,11 @@ class HintLoss(nn.Module):
                 raise ValueError(
                     f"{name} is an empty batch {tuple(f.shape)}: the mean of no examples is undefined."
                 )
+            check_has_data(f, name)
+            if not f.is_floating_point():
+                raise ValueError(
+                    f"{name} must be a floating-point feature map (activations), got dtype {f.dtype}."
+                )
             check_finite(f, name)
         s, t = student_feat.shape, teacher_feat.shape
         if len(s) != len(t) or s[0] != t[0] or s[2:] != t[2:]:
@@ -350,6 +357,15 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     if not isinstance(feat, torch.Tensor) or feat.dim() != 4:
         shape = tuple(feat.shape) if isinstance(feat, torch.Tensor) else type(feat).__name__
         raise ValueError(f"attention_map needs a feature map of shape (B, C, H, W), got {shape}.")
+    check_has_data(feat, "feat")
+    if not feat.is_floating_point():
+        raise ValueError(
+            f"feat must be a floating-point feature map (a layer's activations), got dtype {feat.dtype}."
+        )
+    if 0 in feat.shape[1:]:
+        raise ValueError(
+            f"feat has no channels or no positions (shape {tuple(feat.shape)}): an attention map needs C, H, W >= 1."
+        )
     _check_p(p)
     am = feat.float().abs().pow(p).mean(dim=1).flatten(1)  # (B, H*W)
     if not all_finite(am):  # one host sync: NaN/inf features, or |A|^p overflowing float32
@@ -362,7 +378,7 @@ def attention_map(feat: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 def _check_p(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
+    if not _is_number(p) or not math.isfinite(p) or p <= 0:
         raise ValueError(
             f"p must be a finite number > 0 (the paper uses p = 2: |A|^p summed over channels), got {p!r}."
         )

@@ -25,6 +25,8 @@ from torch import nn
 
 from ._validate import (
     check_finite,
+    check_has_data,
+    check_input_batch,
     check_logits,
     check_logits_pair,
     check_positive_int,
@@ -203,6 +205,7 @@ def batched_outputs(
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a non-empty batch tensor (N, ...), got {shape}.")
+    check_input_batch(x, "x")
     check_positive_int(batch_size, "batch_size")
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
@@ -268,10 +271,20 @@ def mean_std(values: Sequence[float] | np.ndarray | torch.Tensor) -> tuple[float
     """Mean and sample standard deviation (``ddof=1``) of repeated runs; the std of a single run is 0.0."""
     if isinstance(values, (str, bytes, Mapping)):
         raise ValueError(f"values must be a sequence of numbers (one per run), got {type(values).__name__}.")
-    raw = values.detach().cpu() if isinstance(values, torch.Tensor) else values
+    raw = check_has_data(values, "values").detach().cpu() if isinstance(values, torch.Tensor) else values
     if np.asarray(raw).dtype.kind not in "biuf":
         raise ValueError(
             f"values must be numbers (one per run), got {list(np.asarray(raw, dtype=object).reshape(-1))[:5]}."
+        )
+    if np.asarray(raw).dtype.kind == "b":
+        raise ValueError(
+            "values must be numbers (one per run), got booleans: average correct/incorrect flags with accuracy, "
+            "or pass one score per run."
+        )
+    if np.asarray(raw).ndim > 1:
+        raise ValueError(
+            f"values must be flat, one number per run, got shape {np.asarray(raw).shape}: pick the column or "
+            "average each run first (mean_std of a table would mix runs and rows)."
         )
     arr = np.asarray(raw, dtype=np.float64).reshape(-1)
     if arr.size == 0:
@@ -284,17 +297,24 @@ def format_mean_std(
     values: Sequence[float] | np.ndarray | torch.Tensor, scale: float = 100, digits: int = 1
 ) -> str:
     """``"91.2 ± 0.3"``: mean ± sample std of ``values`` times ``scale`` (100 turns fractions into percent)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number (100 turns fractions into percent), got {scale!r}.")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not math.isfinite(scale)
+        or scale == 0
+    ):
+        raise ValueError(
+            f"scale must be a finite, non-zero number (100 turns fractions into percent), got {scale!r}."
+        )
     _check_digits(digits)
     m, s = mean_std(values)
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 
 def _check_digits(digits: Any) -> int:
-    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+    if isinstance(digits, (bool, np.bool_)) or not isinstance(digits, (int, np.integer)) or digits < 0:
         raise ValueError(f"digits must be an integer >= 0 (decimal places), got {digits!r}.")
-    return digits
+    return int(digits)
 
 
 def summarize(
@@ -351,8 +371,14 @@ def summarize(
                 f"metric column {m!r} holds inf values: a run diverged or the metric is undefined."
             )
     factors = [scale.get(m, 1.0) if isinstance(scale, Mapping) else scale for m in metric_cols]
-    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) for f in factors):
-        raise ValueError(f"scale must be a finite number or a dict {{metric: number}}, got {scale!r}.")
+    if not all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f != 0
+        for f in factors
+    ):
+        raise ValueError(
+            f"scale must be a finite, non-zero number or a dict {{metric: number}} (0 would print every value "
+            f"as 0), got {scale!r}."
+        )
     groups = frame.groupby(by_cols if len(by_cols) > 1 else by_cols[0], sort=False)
     for m in metric_cols:  # a missing value in some runs of a group would be skipped while n counts it
         counts, sizes = groups[m].count(), groups.size()

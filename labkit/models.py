@@ -114,6 +114,16 @@ class _Classifier(nn.Module):
                 f"{type(self).__name__} expects floating-point (normalised) images, got dtype {x.dtype}; convert raw "
                 "pixels with x.float() / 255 and normalise them as the training data were."
             )
+        if weight is not None and x.device != weight.device:
+            raise ValueError(
+                f"{type(self).__name__}'s weights are on {weight.device} but the batch is on {x.device}"
+                + (
+                    " (a 'meta' tensor has no values)"
+                    if "meta" in (x.device.type, weight.device.type)
+                    else ""
+                )
+                + ": move one to the other, e.g. x.to(next(model.parameters()).device)."
+            )
         if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(
                 f"{type(self).__name__}'s weights are {weight.dtype} but the batch is {x.dtype}: convert the batch "
@@ -366,6 +376,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (buffers such as BatchNorm running statistics are not parameters)."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"count_parameters needs an nn.Module, got {type(model).__name__}.")
+    if not isinstance(trainable_only, bool):
+        raise TypeError(f"trainable_only must be True or False, got {trainable_only!r}.")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 

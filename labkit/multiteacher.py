@@ -41,6 +41,7 @@ from ._validate import (
     check_alpha,
     check_choice,
     check_finite,
+    check_has_data,
     check_logits,
     check_positive_int,
     check_targets,
@@ -180,6 +181,7 @@ def _check_stack(teacher_logits: Any, student_logits: Any = None, allow_empty: b
             f"teacher logits must be a stack (batch, teachers, classes), got {_shape(teacher_logits)}; "
             "build it with lk.stack_teacher_logits([...])."
         )
+    check_has_data(teacher_logits, "teacher logits")
     if not teacher_logits.is_floating_point():
         raise ValueError(f"teacher logits must be a float stack, got dtype {teacher_logits.dtype}.")
     if teacher_logits.shape[1] == 0:
@@ -261,6 +263,7 @@ def teacher_accuracies(teachers: Any, data: Any) -> list[float]:
         raise ValueError(
             f"teacher_accuracies needs an ImageData or integer labels (N,), got {_shape(labels)}."
         )
+    check_has_data(labels, "labels")
     if isinstance(teachers, TeacherEnsemble):
         if not isinstance(data, ImageData):
             raise ValueError(
@@ -304,6 +307,8 @@ def per_teacher_kl(
     ``(B, K)``, each >= 0. Float32; no ``T^2`` here (``multi_teacher_kd_loss`` applies it). ``S_k``: the classes
     where teacher ``k``'s logit is not -inf. NaN / +inf logits, a teacher row of all -inf, non-finite student
     logits and ``temperature > MAX_TEMPERATURE`` are errors."""
+    if student_logits is None:
+        raise TypeError("student_logits must be a torch.Tensor (batch, num_classes), got None.")
     _check_stack(teacher_logits, student_logits, allow_empty=False)
     t = check_temperature(temperature, maximum=MAX_TEMPERATURE)
     z_t = teacher_logits.detach().float() / t  # (B, K, C)

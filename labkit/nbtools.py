@@ -228,5 +228,7 @@ def redact_local_paths(text: str, root: str | Path | None = None) -> str:
                 if form.rstrip("/"):
                     text = text.replace(form.rstrip("/"), f"${var}")
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a folder path (str or Path) or None, got {type(root).__name__}.")
         text = text.replace(str(Path(root).resolve()), "<repo>")
     return text

@@ -27,7 +27,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._validate import check_finite, check_temperature
+from ._validate import check_finite, check_has_data, check_temperature
 from .losses import attention_map
 from .metrics import expected_calibration_error, reliability_bins, summarize
 from .multiteacher import check_weights, fuse_teachers
@@ -84,6 +84,11 @@ def _records(history: Any, name: str) -> list[dict]:
 def _as_float_tensor(values: Any, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A tensor, array or nested list of numbers -> a float CPU tensor, or a ValueError naming ``name``."""
     if isinstance(values, torch.Tensor):
+        check_has_data(values, name)
+        if values.is_complex() or values.dtype == torch.bool:
+            raise ValueError(
+                f"{name} must be real numbers, got a {values.dtype} tensor (a mask or complex values)."
+            )
         return torch.as_tensor(values.detach().cpu(), dtype=dtype)
     try:
         return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype)

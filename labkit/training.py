@@ -51,6 +51,7 @@ from ._validate import (
     check_choice,
     check_class_counts,
     check_finite,
+    check_has_data,
     check_positive_int,
     check_temperature,
     checked_upstream,
@@ -534,7 +535,9 @@ def fit(
                         t_feats = [next(rest) if f is not None else None for f in feature_cache]
                     elif Method.needs_teacher and t_logits is None:
                         with torch.no_grad():
-                            t_out = teacher(xb, return_features=Method.needs_features)
+                            t_out = (
+                                teacher(xb, return_features=True) if Method.needs_features else teacher(xb)
+                            )
                         t_logits, t_feats = t_out if Method.needs_features else (t_out, None)
                         if Method.needs_features:
                             t_feats = distiller.teacher_features(t_feats)
@@ -620,6 +623,9 @@ def _check_fit_inputs(
     cfg.__post_init__()  # fields may have been set after construction
     if teacher is not None and not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be a torch nn.Module or None, got {type(teacher).__name__}.")
+    _check_weights_have_data(student, who)
+    if teacher is not None:
+        _check_weights_have_data(teacher, "teacher")
     if not any(p.requires_grad for p in student.parameters()):
         raise ValueError(
             f"student ({type(student).__name__}) has no trainable parameters: there is nothing to fit."
@@ -649,6 +655,7 @@ def _check_fit_inputs(
             raise TypeError(
                 f"teacher_logits must be a floating torch.Tensor (one row of logits per training example), got {what}."
             )
+        check_has_data(teacher_logits, "teacher_logits")
         flat = teacher_logits.detach().reshape(len(teacher_logits), -1)
         bad = (torch.isnan(flat) | torch.isposinf(flat)).any(1)  # (N,); -inf alone marks an unknown class
         if bool(bad.any()):
@@ -726,12 +733,23 @@ def _teacher_feature_cache(
 
 
 # ------------------------------------------------------------------------------------ weights and caching
+def _check_weights_have_data(model: nn.Module, who: str) -> None:
+    """A model built on the ``meta`` device (``with torch.device("meta"):``) has shapes but no weights."""
+    meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise ValueError(
+            f"{who} ({type(model).__name__}) has weights on the 'meta' device, which hold no values ({meta[0]!r} "
+            f"and {len(meta) - 1} more): build it on the CPU, or call .to_empty(device='cpu') and load weights."
+        )
+
+
 def save_weights(model: nn.Module, path: str | Path) -> Path:
     """Save a model's weights as safetensors (no pickle, safe to share); written whole, then renamed (atomic)."""
     from safetensors.torch import save_file
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"save_weights needs an nn.Module, got {type(model).__name__}.")
+    _check_weights_have_data(model, "model")
     path = _check_path(path, "path")
     _check_writable(path, "weights file", example="model.safetensors", when="writing")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ._validate import check_fraction, check_logits
+from ._validate import check_fraction, check_has_data, check_logits
 from .data import ImageData
 from .metrics import _check_scores, accuracy, predict_logits
 
@@ -83,8 +83,15 @@ def pseudo_label_quality(
         raise ValueError("teacher_logits is empty: pseudo-label quality needs at least one row.")
     if not isinstance(true_labels, torch.Tensor) or true_labels.shape != (len(logits),):
         raise ValueError(f"true_labels must be a tensor of shape ({len(logits)},), one label per row.")
+    check_has_data(true_labels, "true_labels")
     k = logits.shape[1]
-    if true_labels.is_floating_point() or int(true_labels.min()) < 0 or int(true_labels.max()) >= k:
+    if (
+        true_labels.is_floating_point()
+        or true_labels.is_complex()
+        or true_labels.dtype == torch.bool
+        or int(true_labels.min()) < 0
+        or int(true_labels.max()) >= k
+    ):
         raise ValueError(
             f"true_labels must be the known classes 0..{k - 1} of every row (integers; -1 'unknown' rows would count "
             f"as wrong), got dtype {true_labels.dtype}, values in [{true_labels.min().item()}, {true_labels.max().item()}]."
@@ -174,6 +181,11 @@ def domain_shift(model: nn.Module, source_test: ImageData, target_test: ImageDat
             raise TypeError(
                 f"{name} must be a labelled test set with .x and .y (an ImageData), got {type(data).__name__}."
             )
+    if len(source_test.classes) != len(target_test.classes):
+        raise ValueError(
+            f"source_test has {len(source_test.classes)} classes but target_test {len(target_test.classes)}: a "
+            "domain shift compares one label space on two domains (see lk.domain_pair)."
+        )
     src = accuracy(predict_logits(model, source_test.x), source_test.y)
     tgt = accuracy(predict_logits(model, target_test.x), target_test.y)
     return {"source": src, "target": tgt, "drop": src - tgt}

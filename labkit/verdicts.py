@@ -316,6 +316,8 @@ def simulate_rule(
         if not _real(value) or not math.isfinite(value) or (name != "effect" and value < 0):
             what = "a finite number" if name == "effect" else "a finite standard deviation >= 0"
             raise ValueError(f"{name} must be {what}, got {value!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
     rng = np.random.default_rng(seed)
     z = rng.normal(1.5, 1.0, (n_sims, 1, n_test))
     w = rng.normal(0.0, example_sd, (n_sims, 1, n_test))
