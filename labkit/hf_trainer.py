@@ -36,7 +36,7 @@ from torch import nn
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ._validate import check_alpha, check_temperature
+from ._validate import check_alpha, check_positive_int, check_temperature
 from .data import cache_dir
 from .hf import TextCollator, TokenizedText, _quiet_transformers, check_pair, load_pretrained, save_checkpoint
 from .losses import attention_rows_kl, get_objective, labelled_cross_entropy
@@ -82,11 +82,15 @@ class DistillationTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0 (0 switches the term off), got {value!r}.")
+        if not isinstance(self.length_grouped, bool):
+            raise TypeError(f"length_grouped must be True or False, got {self.length_grouped!r}.")
 
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
     """``[(i, round(i * L_t / L_s)) for i = 1..L_s]``: every student layer learns from the teacher layer at the
     same relative depth (2 student layers, 6 teacher layers: ``[(1, 3), (2, 6)]``)."""
+    student_layers = check_positive_int(student_layers, "student_layers")
+    teacher_layers = check_positive_int(teacher_layers, "teacher_layers")
     return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
 
 
@@ -148,6 +152,10 @@ def attention_dropout_off(model: nn.Module) -> Iterator[nn.Module]:
     dropout probabilities are restored on exit, also after an exception. Not for use with activation (gradient)
     checkpointing, which recomputes the forward during ``backward()``, outside the block.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"attention_dropout_off needs a transformers model (an nn.Module), got {type(model).__name__}."
+        )
     found = _attention_dropouts(model)
     saved = [getattr(owner, name) for owner, name in found]
     try:

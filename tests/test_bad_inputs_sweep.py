@@ -174,3 +174,19 @@ def test_a_plain_module_teacher_works_without_the_cache():
     lk.fit(b, _data()[0], method="kd", teacher=teacher, config=lk.TrainConfig(**cfg, cache_teacher=True))
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         torch.testing.assert_close(p, q)  # the same targets, cached or not
+
+
+HF_BAD = [
+    ("a layer map for 0 student layers", lambda ht: ht.uniform_layer_map(0, 6), ValueError, "student_layers must be an integer >= 1, got 0"),
+    ("a layer map for 2.5 layers", lambda ht: ht.uniform_layer_map(2.5, 6), ValueError, r"student_layers must be an integer >= 1, got 2.5 \(a float\)"),
+    ("length_grouped='yes'", lambda ht: ht.DistillationTrainingArguments(output_dir="/tmp/labkit-dta", length_grouped="yes"), TypeError, "length_grouped must be True or False"),
+    ("attention dropout off for a model name", lambda ht: ht.attention_dropout_off("bert").__enter__(), TypeError, "needs a transformers model"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("call, error, words", [b[1:] for b in HF_BAD], ids=[b[0] for b in HF_BAD])
+def test_bad_hf_input_gives_a_clear_error(call, error, words):
+    ht = pytest.importorskip("labkit.hf_trainer")
+    with pytest.raises(error, match=words) as info:
+        call(ht)
+    _assert_clear(info)
