@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,16 +71,20 @@ def _check_num_classes(num_classes: Any) -> int:
 
 
 def _check_pool(pool: Any, in_shape: tuple[int, ...], stages: int) -> int:
-    """The classifier's grid side must fit the last stage's map, ``ceil(side / 2**(stages - 1))``: a larger grid
-    would repeat (upsample) the same values and only multiply the head's weights."""
+    """The classifier's grid side, at most the last stage's map, ``ceil(side / 2**(stages - 1))``: a larger grid
+    would only repeat (upsample) the same values and multiply the head's weights, so a map smaller than ``pool``
+    is read at its own size, with a warning (e.g. a profile's ``pool=4``, chosen for 28x28 images, on the 8x8
+    digits fallback, whose last map is 2x2)."""
     check_positive_int(pool, "pool")
     last = min(-(-side // 2 ** (stages - 1)) for side in in_shape[1:])
     if pool > last:
-        raise ValueError(
+        warnings.warn(
             f"pool={pool} is larger than the last stage's {last}x{last} map (input {in_shape[1]}x{in_shape[2]}, "
-            f"{stages} stages): choose pool <= {last}, or fewer stages."
+            f"{stages} stages): the classifier reads the whole {last}x{last} map (pool={last}).",
+            stacklevel=4,
         )
-    return pool
+        return last
+    return int(pool)
 
 
 def _check_sizes(values: Any, name: str, allow_empty: bool = False) -> tuple[int, ...]:
@@ -221,7 +226,7 @@ class ResNetTeacher(_Classifier):
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         blocks = _check_sizes(blocks, "blocks")
-        _check_pool(pool, self.in_shape, len(blocks))
+        pool = _check_pool(pool, self.in_shape, len(blocks))
         self.width, self.blocks = width, blocks
         self.stem = nn.Sequential(
             nn.Conv2d(self.in_shape[0], width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
@@ -274,7 +279,7 @@ class SmallCNN(_Classifier):
         self.num_classes = _check_num_classes(num_classes)
         check_positive_int(width, "width")
         check_positive_int(stages, "stages")
-        _check_pool(pool, self.in_shape, stages)
+        pool = _check_pool(pool, self.in_shape, stages)
         self.width, self.n_stages = width, stages
         self.feature_channels = [width * 2**i for i in range(stages)]
         layers, c_in = [], self.in_shape[0]

@@ -300,18 +300,6 @@ BAD = [
     ("summarize a file name", lambda: lk.summarize("runs.csv", "arm", "acc"), TypeError, "records must be"),
     # ------------------------------------------------------------------ models
     (
-        "pool larger than the last map",
-        lambda: lk.build_model("cnn", (1, 8, 8), 10, stages=3, pool=4),
-        ValueError,
-        r"pool=4 is larger than the last stage's 2x2",
-    ),  # fmt: skip
-    (
-        "resnet pool larger than the map",
-        lambda: lk.build_model("resnet", (1, 8, 8), 10, width=4, pool=8),
-        ValueError,
-        "pool=8",
-    ),  # fmt: skip
-    (
         "forward uint8 pixels",
         lambda: lk.build_model("cnn", (1, 8, 8), 10, width=4)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)),
         ValueError,
