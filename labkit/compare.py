@@ -136,6 +136,13 @@ class Arm:
             dataclasses.replace(TrainConfig(), **self.config)
         except (TypeError, ValueError) as err:
             raise ValueError(f"arm {self.name!r}: config {dict(self.config)}: {err}") from None
+        budget = sorted({"steps", "epochs"} & set(self.config))
+        if budget:
+            raise ValueError(
+                f"arm {self.name!r}: config sets {budget}, but every arm of a comparison takes the same number of "
+                "steps (lk.compare(..., steps=N)), so that a difference comes from the method, not from a longer "
+                "run. Compare budgets in separate comparisons, or pass steps= to lk.compare."
+            )
 
 
 def _per_example(

@@ -204,7 +204,10 @@ def test_arm_config_values_are_checked_when_the_arm_is_built():
         lk.Arm("x", config={"epochs": 0})
     with pytest.raises(ValueError, match="lr must be a number > 0"):
         lk.Arm("x", config={"lr": -1.0})
-    assert lk.Arm("x", config={"temperature": 2, "steps": 5}).config == {"temperature": 2, "steps": 5}
+    assert lk.Arm("x", config={"temperature": 2}).config == {"temperature": 2}
+    for budget in ({"steps": 5}, {"epochs": 3}):  # it would silently override the comparison's equal budget
+        with pytest.raises(ValueError, match=r"arm 'x': config sets \['(steps|epochs)'\], but every arm"):
+            lk.Arm("x", config={"temperature": 2, **budget})
 
 
 def test_compare_checks_every_arm_before_training_any(setup, monkeypatch):
