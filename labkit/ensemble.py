@@ -34,7 +34,7 @@ from ._validate import (
 from .data import ImageData, batches
 from .losses import dml_loss, label_distillation_loss, prob_mse_loss  # re-exported (lesson 07)
 from .methods import METHODS
-from .metrics import evaluate
+from .metrics import batched_outputs, evaluate
 from .multiteacher import FUSIONS, fuse_teachers
 from .training import (
     OPTIMIZERS,
@@ -332,7 +332,8 @@ def inference_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
     model.eval()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     try:
-        model(x)  # warm-up: first-call allocations and kernel selection
+        batched_outputs(model, x, len(x))  # warm-up (first-call allocations, kernels); a clear error on bad x
+        model.eval()
         times = []
         for _ in range(repeats):
             sync()

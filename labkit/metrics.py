@@ -214,7 +214,17 @@ def batched_outputs(
     try:
         out = []
         for start in range(0, x.shape[0], batch_size):
-            res = model(x[start : start + batch_size].to(dev))
+            xb = x[start : start + batch_size].to(dev)
+            try:
+                res = model(xb)
+            except (RuntimeError, TypeError) as err:  # e.g. integer pixels into a Linear: say what went in
+                if start:  # the first batch ran: a failure later is the model's own, not the input's kind
+                    raise
+                raise ValueError(
+                    f"{type(model).__name__} cannot take x (dtype {x.dtype}, shape {tuple(x.shape)}): "
+                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. Pass the inputs it was "
+                    "built for (images as float32, e.g. data.x of an ImageData)."
+                ) from err
             res = getattr(res, "logits", res)  # Hugging Face style outputs
             res = res[0] if isinstance(res, (tuple, list)) else res
             out.append(res.float().cpu())  # (b, ...)

@@ -190,3 +190,15 @@ def test_bad_hf_input_gives_a_clear_error(call, error, words):
     with pytest.raises(error, match=words) as info:
         call(ht)
     _assert_clear(info)
+
+
+@pytest.mark.parametrize("call", ["predict_logits", "inference_ms"])
+def test_integer_pixels_into_a_plain_module_are_named(call):
+    # a plain nn.Module (not one of labkit's, which check their inputs) given integer pixels: torch's dtype error
+    # comes back as a labkit error that names x, its dtype and what to pass
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(
+        ValueError, match=r"Sequential cannot take x \(dtype torch.int64, shape \(4, 1, 8, 8\)\)"
+    ):
+        getattr(lk, call)(model, torch.zeros(4, 1, 8, 8, dtype=torch.long))
+    assert lk.predict_logits(model, torch.zeros(4, 1, 8, 8)).shape == (4, 10)
