@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ._validate import check_choice, check_fraction, check_positive_int
+from .byod_text import _read_table
 from .compare import Arm, Comparison, compare
 from .data import (
     DataSplits,
@@ -157,8 +158,6 @@ def load_image_folder(
 
 def _read_csv(path: Any, encoding: str):
     """A CSV file as a pandas frame; every way it can be unreadable becomes a ValueError naming the file."""
-    import pandas as pd
-
     path = _check_path(path, "path")
     if path.is_dir():
         raise ValueError(
@@ -166,24 +165,7 @@ def _read_csv(path: Any, encoding: str):
         )
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} not found.")
-    try:
-        frame = pd.read_csv(path, encoding=encoding)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"path: {path} is empty (no header, no rows).") from None
-    except pd.errors.ParserError as err:
-        raise ValueError(
-            f"path: cannot read {path} as CSV: {err}. Quote fields that contain commas."
-        ) from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"path: {path} is not {encoding} text ({err.reason}); pass encoding=...") from None
-    except LookupError:
-        raise ValueError(
-            f"encoding={encoding!r} is not a text encoding Python knows (e.g. 'utf-8', 'latin-1')."
-        ) from None
-    except OSError as err:
-        raise ValueError(f"path: cannot read {path}: {err.strerror or err}.") from None
-    if len(frame) == 0:
-        raise ValueError(f"path: {path} has a header ({list(frame.columns)}) but no rows.")
+    frame = _read_table(path, encoding, "CSV", "Quote fields that contain commas.")
     return path, frame
 
 

@@ -127,19 +127,18 @@ def _encode_labels(
     return y, classes
 
 
-def _read_frame(path: Path, sep: str, encoding: str):
+def _read_table(path: Path, encoding: str, what: str, advice: str, **read_csv: Any):
+    """``pd.read_csv(path, encoding=encoding, **read_csv)``; every way the file can be unreadable (empty, a
+    parser error, another encoding, an unknown encoding, an OS error, a header without rows) becomes a ValueError
+    naming it. ``what`` names the format in the parser's message and ``advice`` says how to mend it."""
     import pandas as pd
 
-    kind = "TSV" if sep == "\t" else "CSV"
-    try:  # every column as text, so labels are parsed here (never a float 1.0 or NaN from pandas' guessing)
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
+    try:
+        frame = pd.read_csv(path, encoding=encoding, **read_csv)
     except pd.errors.EmptyDataError:
         raise ValueError(f"path: {path} is empty (no header, no rows).") from None
     except pd.errors.ParserError as err:
-        raise ValueError(
-            f"path: cannot read {path} as {kind} (sep={sep!r}): {err}. A text that contains the separator "
-            "must be quoted, or pass sep=... for another separator."
-        ) from None
+        raise ValueError(f"path: cannot read {path} as {what}: {err}. {advice}") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"path: {path} is not {encoding} text ({err.reason}); pass encoding=...") from None
     except LookupError:
@@ -151,6 +150,14 @@ def _read_frame(path: Path, sep: str, encoding: str):
     if len(frame) == 0:
         raise ValueError(f"path: {path} has a header ({list(frame.columns)}) but no rows.")
     return frame
+
+
+def _read_frame(path: Path, sep: str, encoding: str):
+    kind = "TSV" if sep == "\t" else "CSV"
+    # every column as text, so labels are parsed here (never a float 1.0 or NaN from pandas' guessing)
+    return _read_table(path, encoding, f"{kind} (sep={sep!r})",
+                      "A text that contains the separator must be quoted, or pass sep=... for another separator.",
+                      sep=sep, dtype=str, keep_default_na=False)  # fmt: skip
 
 
 def _file_rows(path, text_column, label_column, sep, encoding, verbose, arg="path"):
