@@ -6,6 +6,14 @@ from __future__ import annotations
 NOTEBOOK_SECONDS: dict[str, float] = {}
 
 
+def assert_clear_labkit_error(info, what: str = "") -> None:
+    """The bad-input tables' contract (tests/test_bad_inputs*.py): the message is a sentence, not a bare code, and
+    labkit's own check raised it (the traceback ends in labkit/), before torch, numpy, pandas or zipfile failed."""
+    assert len(str(info.value)) > 20, f"{what}: {info.value!r} is not a sentence"
+    raised_in = str(info.traceback[-1].path).replace("\\", "/")
+    assert "/labkit/" in raised_in, f"{what} raised in {raised_in}, not by labkit"
+
+
 def shared_data_dir(required: str):
     """The course's offline data folder ($LABKIT_DATA_DIR, else ../shared/data beside the repo), or skip the test
     when ``required`` (a path inside it) is missing."""
