@@ -314,12 +314,12 @@ def per_teacher_kl(
     z_t = teacher_logits.detach().float() / t  # (B, K, C)
     z_s = student_logits.float() / t  # (B, C)
     support = torch.isfinite(z_t)  # (B, K, C): the classes each teacher knows (NaN / +inf refused above)
-    over_t = ~support & torch.isfinite(
-        teacher_logits.detach().float()
-    )  # finite / T overflowed: not "unknown"
     if values_checked_upstream():  # inside fit: the masked path, which covers both cases, without a sync
         flags = [False, False, False]
     else:
+        over_t = ~support & torch.isfinite(
+            teacher_logits.detach().float()
+        )  # finite / T overflowed: not "unknown"
         flags = torch.stack([over_t.any(), torch.isinf(z_s).any(), support.all()]).tolist()  # one host sync
     if flags[0]:
         k = int(over_t.nonzero()[0][1])
