@@ -25,6 +25,9 @@ def main(out: str, method: str) -> None:
     if lk.is_main_process():
         torch.save({"state": student.state_dict(), "history": history.records}, out)
         print(f"rank 0 of {os.environ.get('WORLD_SIZE')}: saved {out}")
+    if torch.distributed.is_initialized():  # an orderly teardown: a process that exits while its peer still
+        torch.distributed.barrier()  # writes can abort in gloo's threads ("terminate called without an active
+        torch.distributed.destroy_process_group()  # exception"), failing the launcher's run
 
 
 if __name__ == "__main__":
