@@ -1,4 +1,4 @@
-"""Exercise checks for lessons 05 (pseudo-labels), 06 (cross-domain) and 09 (the capstone's report), re-exported
+"""Exercise checks for lessons 05 (pseudo-labels), 06 (cross-domain) and 10 (the capstone's report), re-exported
 by ``labkit.checks``; same machinery and conventions as the checks there (``check_function`` with hints)."""
 
 from __future__ import annotations

@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks_transfer import (  # lessons 05, 06 and 09: pseudo-labels, cross-domain, the capstone's report
+from ._checks_lm import (  # lesson 09: language models
+    check_generalized_jsd,
+    check_masked_reverse_kl,
+    check_on_policy_step,
+)
+from ._checks_transfer import (  # lessons 05, 06 and 10: pseudo-labels, cross-domain, the capstone's report
     check_effect,
     check_hard_label_loss,
     check_mean_std,
@@ -56,12 +61,15 @@ __all__ = [
     "check_count_parameters",
     "check_effect",
     "check_function",
+    "check_generalized_jsd",
     "check_hard_label_loss",
     "check_hinton_loss",
     "check_kd_loss",
     "check_labelled_ce",
+    "check_masked_reverse_kl",
     "check_mean_std",
     "check_multi_teacher_kd",
+    "check_on_policy_step",
     "check_prob_fusion",
     "check_prob_mse",
     "check_pseudo_label",
@@ -560,5 +568,8 @@ CHECKS: dict[str, Callable[[Callable], None]] = {
         check_unseen_share,
         check_mean_std,
         check_effect,
+        check_masked_reverse_kl,
+        check_generalized_jsd,
+        check_on_policy_step,
     )
 }

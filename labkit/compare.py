@@ -181,6 +181,16 @@ def _ece_resamples(conf: np.ndarray, correct: np.ndarray, idx: np.ndarray, n_bin
     return out
 
 
+def _check_arm_seed(arm: Any, seed: Any) -> None:
+    """A run's arm is a non-empty name; its seed an integer, or None for a fixed reference."""
+    if not isinstance(arm, str) or not arm:
+        raise ValueError(f"arm must be a non-empty name, got {arm!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(
+            f"arm {arm!r}: seed must be an integer (or None for a fixed reference), got {seed!r}."
+        )
+
+
 class Comparison:
     """Paired runs scored on one test set: ``add`` a run per (arm, seed), then ``runs``, ``summary``, ``verdict``.
 
@@ -233,6 +243,71 @@ class Comparison:
         self._runs: dict[tuple[str, int | None], dict[str, Any]] = {}
         self.models: dict[tuple[str, int | None], nn.Module] = {}
 
+    @classmethod
+    def of_examples(cls, n: int, metrics: Mapping[str, Metric]) -> Comparison:
+        """A comparison of per-example metrics only, for runs that have no class logits: a language model scored
+        per held-out sequence (its mean next-token NLL), or per generation (the teacher's NLL of it). ``n``: the
+        number of test examples; ``metrics``: ``{name: lk.verdicts.Metric(better=..., scale=..., unit=...)}``,
+        each a mean over those examples. Runs come from ``add_values``; ``summary``, ``verdict`` and ``runs``
+        work as for classifiers, with the same verdict rule (seed spread and the test set's sampling error)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+            raise ValueError(f"n must be the number of test examples, an integer >= 2, got {n!r}.")
+        if not isinstance(metrics, Mapping) or not metrics:
+            raise ValueError(
+                "metrics must be a non-empty {name: lk.verdicts.Metric(better=...)} mapping, "
+                f"got {metrics!r}."
+            )
+        for name, spec in metrics.items():
+            if not isinstance(name, str) or not name or name in ("seconds", "steps", "arm", "seed", "method"):
+                raise ValueError(f"metric names must be non-empty and not a run-table column, got {name!r}.")
+            if not isinstance(spec, Metric) or not spec.per_example:
+                raise ValueError(
+                    f"metric {name!r} must be an lk.verdicts.Metric(better=...) that is a mean over examples, "
+                    f"got {spec!r}."
+                )
+        self = cls.__new__(cls)
+        self.y = torch.zeros(int(n), dtype=torch.long)
+        self.test, self.teacher_logits = None, None
+        self.metrics = dict(metrics)
+        self.extra = set(metrics)
+        self._runs, self.models = {}, {}
+        return self
+
+    def add_values(
+        self, arm: str, seed: int | None, values: Mapping[str, Any], **info: Any
+    ) -> dict[str, Any]:
+        """One run of a comparison made by ``of_examples``: ``values`` gives each declared metric's per-example
+        values ``(n,)``; ``seed=None`` is a fixed reference (the teacher). Returns the run's row."""
+        if self.test is not None:
+            raise ValueError(
+                "add_values is for comparisons made by Comparison.of_examples; this one scores logits: use add(...)."
+            )
+        _check_arm_seed(arm, seed)
+        if not isinstance(values, Mapping) or set(values) != self.extra:
+            got = sorted(values) if isinstance(values, Mapping) else type(values).__name__
+            raise ValueError(
+                f"arm {arm!r}: values must give exactly the metrics {sorted(self.extra)}, got {got}."
+            )
+        if (arm, None) in self._runs or (seed is None and any(a == arm for a, _ in self._runs)):
+            raise ValueError(f"arm {arm!r} is a fixed reference and cannot also have seeded runs.")
+        per = {}
+        for name, v in values.items():
+            try:
+                a = np.asarray(torch.as_tensor(v).detach().cpu(), dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise ValueError(
+                    f"arm {arm!r}: values[{name!r}] must be numbers, one per test example ({err})."
+                ) from None
+            if a.shape != (len(self.y),) or not np.isfinite(a).all():
+                raise ValueError(
+                    f"arm {arm!r}: values[{name!r}] must be {len(self.y)} finite values (one per test example), "
+                    f"got shape {a.shape} with {int((~np.isfinite(a)).sum())} NaN or inf."
+                )
+            per[name] = a
+        row = {"arm": arm, "seed": seed, **{k: float(v.mean()) for k, v in per.items()}, **info}
+        self._runs[(arm, seed)] = {"row": row, "per": per, "conf": None, "conf_k": None}
+        return row
+
     # ------------------------------------------------------------------------------------------ adding runs
     def add(
         self,
@@ -247,12 +322,12 @@ class Comparison:
         ``info``: anything else for the run table (wall time, steps, loss parts). ``seed=None`` is a fixed
         reference (``add_fixed``). Returns the run's row. Adding the same (arm, seed) again replaces that run (so a
         notebook cell can be run twice)."""
-        if not isinstance(arm, str) or not arm:
-            raise ValueError(f"arm must be a non-empty name, got {arm!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        if self.test is None:
             raise ValueError(
-                f"arm {arm!r}: seed must be an integer (or None for a fixed reference), got {seed!r}."
+                "this comparison was made by Comparison.of_examples and has no labels to score logits against: "
+                "use add_values(arm, seed, {metric: per-example values})."
             )
+        _check_arm_seed(arm, seed)
         if not isinstance(logits, torch.Tensor):
             raise TypeError(
                 f"arm {arm!r}: logits must be a torch.Tensor (N, classes), got {type(logits).__name__}."

@@ -320,6 +320,35 @@ class Profile:
     xd_max_features: int = 5_000
     xd_teacher_hidden: tuple[int, ...] = (256,)
     xd_epochs: int = 15
+    # lesson 09 (language models): character-level GPT-2s built from a transformers config and trained on the
+    # course's review text; or (lm_hub_teacher/lm_hub_student set, e.g. on a Colab GPU) a Hub pair sharing a tokenizer
+    lm_domains: tuple[str, ...] = ("books", "dvd", "kitchen")  # the corpus: review text of these domains
+    lm_context: int = 64  # characters per training window
+    lm_teacher_layers: int = 3
+    lm_teacher_width: int = 128
+    lm_teacher_heads: int = 4
+    lm_teacher_steps: int = 2_000  # the teacher's one-off training (cached), on every training window
+    lm_student_layers: int = 2
+    lm_student_width: int = 64
+    lm_student_heads: int = 2
+    lm_transfer: int = 6_000  # windows the students train on (the teacher saw the whole corpus)
+    lm_steps: int = 300  # optimisation steps of every student arm (equal tokens)
+    lm_batch_size: int = 32
+    lm_lr: float = 3e-3
+    lm_alpha: float = 0.5  # weight of the token-level KD term
+    lm_temperature: float = 1.0
+    lm_eval_windows: int = 1_000  # held-out windows for perplexity (validation and test each)
+    lm_prompt_length: int = 16  # characters of real text before a generation
+    lm_new_tokens: int = 48  # characters generated per prompt
+    lm_prompts: int = 160  # held-out prompts for the generation metrics
+    lm_policy_steps: int = 60  # on-policy vs off-policy fine-tuning steps after lm_steps of CE
+    lm_policy_new_tokens: int = (
+        32  # tokens each of those steps samples (on-policy) or reads (off-policy) per prompt
+    )
+    lm_hub_teacher: str = (
+        ""  # e.g. "HuggingFaceTB/SmolLM2-360M" (full profile, with a network); "" = course GPT-2s
+    )
+    lm_hub_student: str = ""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -419,6 +448,36 @@ PROFILE_CHECKS: dict[str, Check] = {
     "xd_source": _TEXT_DATA,
     "xd_targets": _seq(_TEXT_DATA, distinct=True, what=" of text datasets"),
     "xd_teacher_hidden": _seq(_integer(1), what=" of hidden-layer widths"),
+    "lm_domains": _seq(_TEXT_DATA, distinct=True, what=" of text datasets"),
+    **{
+        k: _COUNT
+        for k in (
+            "lm_context",
+            "lm_teacher_layers",
+            "lm_teacher_width",
+            "lm_teacher_heads",
+            "lm_teacher_steps",
+            "lm_student_layers",
+            "lm_student_width",
+            "lm_student_heads",
+            "lm_transfer",
+            "lm_steps",
+            "lm_batch_size",
+            "lm_eval_windows",
+            "lm_prompt_length",
+            "lm_new_tokens",
+            "lm_prompts",
+            "lm_policy_steps",
+            "lm_policy_new_tokens",
+        )
+    },  # fmt: skip
+    "lm_lr": _RATE,
+    "lm_alpha": _via(check_alpha),
+    "lm_temperature": _via(check_temperature),
+    **{
+        k: lambda value, name: value if isinstance(value, str) else _text()(value, name)
+        for k in ("lm_hub_teacher", "lm_hub_student")
+    },
     "description": lambda value, name: value if isinstance(value, str) else _text()(value, name),
 }
 
@@ -480,6 +539,23 @@ PROFILES: dict[str, Profile] = {
         xd_max_features=2_000,
         xd_teacher_hidden=(64,),
         xd_epochs=5,
+        lm_domains=("toy_books", "toy_dvd", "toy_kitchen"),
+        lm_context=32,
+        lm_teacher_layers=1,
+        lm_teacher_width=32,
+        lm_teacher_heads=2,
+        lm_teacher_steps=150,
+        lm_student_layers=1,
+        lm_student_width=16,
+        lm_student_heads=2,
+        lm_transfer=400,
+        lm_steps=60,
+        lm_eval_windows=200,
+        lm_prompt_length=8,
+        lm_new_tokens=16,
+        lm_prompts=64,
+        lm_policy_steps=15,
+        lm_policy_new_tokens=12,
         description="CI: offline digits, tiny models, seconds on a 2-core CPU",
     ),
     "default": Profile(
@@ -582,6 +658,18 @@ PROFILES: dict[str, Profile] = {
         pl_budgets=(10, 50, 250, 1_000),
         xd_teacher_hidden=(512,),
         xd_epochs=20,
+        lm_teacher_layers=6,
+        lm_teacher_width=256,
+        lm_teacher_heads=8,
+        lm_teacher_steps=6_000,
+        lm_student_layers=2,
+        lm_student_width=128,
+        lm_student_heads=4,
+        lm_transfer=12_000,
+        lm_steps=1_500,
+        lm_policy_steps=200,
+        lm_hub_teacher="HuggingFaceTB/SmolLM2-360M",
+        lm_hub_student="HuggingFaceTB/SmolLM2-135M",
         description="GPU: CIFAR-10, ResNet teacher, the reference results",
     ),
 }

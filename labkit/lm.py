@@ -30,11 +30,14 @@ __all__ = [
     "Generations",
     "TopK",
     "check_same_vocab",
+    "distill_step",
     "distinct_n",
     "generalized_jsd",
     "generate",
     "on_policy_step",
     "sequence_kd_data",
+    "sample_divergence",
+    "sample_entropy",
     "sequence_logprob",
     "token_kl",
     "topk_kl",
@@ -540,6 +543,18 @@ def generate(
 
 def _completion_logits(model: Any, gens: Generations) -> torch.Tensor:
     """The logits that predict each completion token: ``(N, C, vocab)``; position i predicts token i + 1."""
+    ctx = _context(model)
+    if ctx is not None and gens.sequences.shape[1] > ctx:
+        raise ValueError(
+            f"sequences of {gens.sequences.shape[1]} tokens do not fit the model's context of {ctx} positions: "
+            "generate fewer tokens or cut the prompts."
+        )
+    width = _width(model, "model")
+    if int(gens.sequences.min()) < 0 or int(gens.sequences.max()) >= width:
+        raise ValueError(
+            f"the sequences hold ids in [{int(gens.sequences.min())}, {int(gens.sequences.max())}] but the model has "
+            f"{width} logits: they were made with another vocabulary."
+        )
     device = next(model.parameters()).device
     mask = gens.attention_mask.to(device)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left-padded prompts start at position 0
@@ -591,6 +606,54 @@ def sequence_logprob(model: Any, gens: Generations) -> torch.Tensor:
     return (logp * m).sum(-1) / m.sum(-1).clamp(min=1)
 
 
+@torch.no_grad()
+def sample_divergence(
+    student: Any, teacher: Any, gens: Generations, direction: str = "forward"
+) -> torch.Tensor:
+    """Per generation, the mean token-level KL between teacher and student at the completion positions of
+    ``gens`` ``(N,)``: with the student's own samples, how far it is from the teacher *where it actually goes*
+    when it generates, the contexts that training on real text never shows it (exposure bias). ``direction``:
+    ``"forward"`` KL(p_T || p_S), ``"reverse"`` KL(p_S || p_T)."""
+    check_choice(direction, DIRECTIONS, "direction")
+    n = check_same_vocab(teacher, student)
+    if not isinstance(gens, Generations):
+        raise TypeError(f"gens must be an lk.lm.Generations, got {type(gens).__name__}.")
+    states = student.training, teacher.training
+    student.eval()
+    teacher.eval()
+    try:
+        log_s = F.log_softmax(_completion_logits(student, gens)[..., :n].float(), -1)  # (N, C, n)
+        log_t = F.log_softmax(_completion_logits(teacher, gens)[..., :n].float(), -1)
+    finally:
+        student.train(states[0])
+        teacher.train(states[1])
+    per = DIRECTIONS[direction](log_s.flatten(0, 1), log_t.flatten(0, 1)).view(log_s.shape[:2])  # (N, C)
+    m = gens.completion_mask.to(per.device).float()
+    if bool((m.sum(-1) == 0).any()):
+        raise ValueError("some generations have no completion token: generate at least one token per prompt.")
+    return (per * m).sum(-1) / m.sum(-1)
+
+
+@torch.no_grad()
+def sample_entropy(model: Any, gens: Generations) -> torch.Tensor:
+    """Per generation, the mean entropy (nats) of ``model``'s next-token distribution at its completion positions,
+    ``(N,)``: with a model's own samples, how many continuations it keeps open as it writes. A per-sample
+    diversity measure (mode-seeking students lower it); ``distinct_n`` is the pooled one."""
+    if not isinstance(gens, Generations):
+        raise TypeError(f"gens must be an lk.lm.Generations, got {type(gens).__name__}.")
+    was = model.training
+    model.eval()
+    try:
+        log_p = F.log_softmax(_completion_logits(model, gens).float(), -1)  # (N, C, V)
+    finally:
+        model.train(was)
+    ent = -(log_p.exp() * log_p.masked_fill(torch.isneginf(log_p), 0.0)).sum(-1)  # (N, C)
+    m = gens.completion_mask.to(ent.device).float()
+    if bool((m.sum(-1) == 0).any()):
+        raise ValueError("some generations have no completion token: generate at least one token per prompt.")
+    return (ent * m).sum(-1) / m.sum(-1)
+
+
 def distinct_n(gens: Generations, n: int = 2) -> float:
     """Distinct-n (Li et al., 2016): the share of the completions' n-grams (tokens) that are unique, over all
     samples together; 1 = no n-gram repeats, near 0 = the same phrases again and again. The diversity axis
@@ -605,6 +668,52 @@ def distinct_n(gens: Generations, n: int = 2) -> float:
             f"no completion has {n} tokens: distinct-{n} is undefined. Generate longer completions."
         )
     return len(set(grams)) / len(grams)
+
+
+def distill_step(
+    student: Any,
+    teacher: Any,
+    gens: Generations,
+    optimizer: torch.optim.Optimizer,
+    *,
+    beta: float = 1.0,
+    kd_temperature: float = 1.0,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    r"""One gradient step of token-level distillation on given sequences: the teacher scores every completion
+    position of ``gens`` with its full next-token distribution (no gradient) and the student steps on
+
+    .. math::  L = \frac{1}{|M|} \sum_{(b,i) \in M} JSD(\beta)\big(p_T(\cdot \mid y_{<i}) \,\|\, p_S(\cdot \mid y_{<i})\big)
+
+    over the completion tokens ``M`` (``generalized_jsd``; ``beta=1`` reverse KL, ``beta=0`` forward KL). On
+    real or teacher-written continuations this is *off-policy* (supervised) KD, GKD with lambda = 0; on the
+    student's own samples it is the on-policy step (``on_policy_step``). Either way one teacher forward pass
+    per step: the two compare at equal teacher calls. Returns ``{"loss", "tokens", "mean_length"}``."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer over the student's parameters, got {type(optimizer).__name__}."
+        )
+    if not isinstance(gens, Generations):
+        raise TypeError(
+            f"gens must be an lk.lm.Generations (prompts with completions), got {type(gens).__name__}."
+        )
+    n = check_same_vocab(teacher, student, tokenizer)
+    _check_beta(beta)
+    teacher.eval()
+    with torch.no_grad():
+        t_logits = _completion_logits(teacher, gens)[..., :n]  # (N, C, n)
+    was = student.training
+    student.train()
+    s_logits = _completion_logits(student, gens)[..., :n]
+    mask = gens.completion_mask.to(s_logits.device)
+    if int(mask.sum()) == 0:
+        raise ValueError("every completion is empty (no token to distil on): generate longer completions.")
+    loss = generalized_jsd(s_logits, t_logits, mask, beta=beta, temperature=kd_temperature)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    student.train(was)
+    return {"loss": loss.item(), "tokens": int(mask.sum()), "mean_length": float(mask.sum(-1).float().mean())}
 
 
 def on_policy_step(
@@ -635,21 +744,40 @@ def on_policy_step(
         raise TypeError(
             f"optimizer must be a torch.optim.Optimizer over the student's parameters, got {type(optimizer).__name__}."
         )
-    n = check_same_vocab(teacher, student, tokenizer)
+    check_same_vocab(teacher, student, tokenizer)
     _check_beta(beta)
     gens = generate(student, prompts, tokenizer=tokenizer, **generate_kwargs)
-    teacher.eval()
-    with torch.no_grad():
-        t_logits = _completion_logits(teacher, gens)[..., :n]  # (N, C, n)
-    s_logits = _completion_logits(student, gens)[..., :n]
-    mask = gens.completion_mask.to(s_logits.device)
-    loss = generalized_jsd(s_logits, t_logits, mask, beta=beta, temperature=kd_temperature)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {
-        "loss": loss.item(),
-        "tokens": int(mask.sum()),
-        "mean_length": float(mask.sum(-1).float().mean()),
-        "generations": gens,
-    }
+    out = distill_step(
+        student, teacher, gens, optimizer, beta=beta, kd_temperature=kd_temperature, tokenizer=tokenizer
+    )
+    return {**out, "generations": gens}
+
+
+# ---- small models end to end (lesson 09): tokenizer, windows, GPT-2 from a config, training, perplexity ----
+from .lm_train import (  # noqa: E402  (lm_train builds on the divergences above)
+    OBJECTIVES,
+    CharTokenizer,
+    Corpus,
+    build_gpt,
+    load_causal_lm,
+    load_corpus,
+    real_continuations,
+    teacher_logits,
+    train_lm,
+    train_or_load_lm,
+    window_nll,
+)
+
+__all__ += [
+    "OBJECTIVES",
+    "CharTokenizer",
+    "Corpus",
+    "load_causal_lm",
+    "load_corpus",
+    "real_continuations",
+    "build_gpt",
+    "teacher_logits",
+    "train_lm",
+    "train_or_load_lm",
+    "window_nll",
+]

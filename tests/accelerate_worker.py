@@ -25,10 +25,16 @@ def main(out: str, method: str) -> None:
     if lk.is_main_process():
         torch.save({"state": student.state_dict(), "history": history.records}, out)
         print(f"rank 0 of {os.environ.get('WORLD_SIZE')}: saved {out}")
-    if torch.distributed.is_initialized():  # an orderly teardown: a process that exits while its peer still
-        torch.distributed.barrier()  # writes can abort in gloo's threads ("terminate called without an active
-        torch.distributed.destroy_process_group()  # exception"), failing the launcher's run
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # both ranks are done (rank 0 has written the weights) before either leaves
 
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    # Leave without running the interpreter's and C++'s exit-time destructors: gloo's threads, torn down at exit
+    # (or by destroy_process_group) while the peer still exits, abort now and then with "terminate called without
+    # an active exception" (SIGABRT after both ranks trained and rank 0 saved; CI failed on it, with and without an
+    # explicit destroy_process_group). What the test reads (stdout, the saved file) is flushed and closed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

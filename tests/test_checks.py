@@ -54,7 +54,36 @@ def blank(*args):
 
 
 # check name -> a correct answer written from scratch (not labkit's own function)
+def _rkl(s, t, m):
+    """The reverse KL(p_S || p_T) per position, averaged over the real tokens of mask m."""
+    ls, lt = F.log_softmax(s, -1), F.log_softmax(t, -1)
+    return ((ls.exp() * (ls - lt)).sum(-1) * m).sum() / m.sum()
+
+
+def _jsd(s, t, beta, weights=None):
+    ps, pt = F.softmax(s, -1), F.softmax(t, -1)
+    lm = (beta * pt + (1 - beta) * ps).log()
+    wt, ws = weights or (beta, 1 - beta)
+    return (wt * (pt * (pt.log() - lm)).sum(-1) + ws * (ps * (ps.log() - lm)).sum(-1)).mean()
+
+
+def _policy_step(student, teacher, gens, opt, late=False, teacher_grad=False, forward=False):
+    p = gens.prompt_length + (1 if late else 0)
+    with torch.set_grad_enabled(teacher_grad):
+        t = teacher(gens.sequences).logits[:, p - 1 : (None if late else -1)]
+    s = student(gens.sequences).logits[:, p - 1 : (None if late else -1)]
+    m = gens.completion_mask.float()
+    loss = _rkl(t, s, m) if forward else _rkl(s, t, m)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 CORRECT = {
+    "check_masked_reverse_kl": _rkl,
+    "check_generalized_jsd": _jsd,
+    "check_on_policy_step": _policy_step,
     "check_accuracy": lambda z, y: (z.argmax(1) == y).float().mean().item(),
     "check_count_parameters": lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
     "check_soft_targets": lambda z, T: F.softmax(z / T, dim=-1),
@@ -77,6 +106,24 @@ CORRECT = {
 
 # (check, a learner's mistake, words the hint must contain)
 MISTAKES = [
+    ("check_masked_reverse_kl", lambda s, t, m: _rkl(s, t, torch.ones_like(m)), "padding included"),
+    ("check_masked_reverse_kl", lambda s, t, m: _rkl(t, s, m), "forward KL"),
+    ("check_masked_reverse_kl", lambda s, t, m: _rkl(s, t, m) * m.sum() / m.shape[0], "number of sequences"),
+    (
+        "check_masked_reverse_kl",
+        lambda s, t, m: _rkl(s, t, m) * m.sum() / m.numel(),
+        "divided by all positions",
+    ),
+    ("check_generalized_jsd", lambda s, t, b: _jsd(s, t, 1 - b), "swapped beta"),
+    (
+        "check_generalized_jsd",
+        lambda s, t, b: _jsd(s, t, b, weights=(0.5, 0.5)),
+        "weighted the two KL terms equally",
+    ),
+    ("check_generalized_jsd", lambda s, t, b: _jsd(s, t, b) * len(s), "summed over the rows"),
+    ("check_on_policy_step", lambda *a: _policy_step(*a, late=True), "one position late"),
+    ("check_on_policy_step", lambda *a: _policy_step(*a, teacher_grad=True), "reached the teacher"),
+    ("check_on_policy_step", lambda *a: _policy_step(*a, forward=True), "forward KL"),
     ("check_accuracy", lambda z, y: (z.argmax(1) == y).sum().item(), "not a count"),
     ("check_accuracy", lambda z, y: 100 * (z.argmax(1) == y).float().mean().item(), "not a percentage"),
     ("check_count_parameters", lambda m: len(list(m.parameters())), "p.numel()"),

@@ -66,7 +66,9 @@ def test_comparisons_go_through_the_engine(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     own = re.findall(r"^def (make_student|train_student)\b", code, flags=re.M)
     assert not own, f"{path.name} defines its own {own}: use lk.compare(arms, make_student=...) instead"
-    assert re.search(r"lk\.(compare|Comparison|compare_objectives)\(", code), f"{path.name} compares nothing"
+    assert re.search(r"lk\.(compare|Comparison(\.of_examples)?|compare_objectives)\(", code), (
+        f"{path.name} compares nothing"
+    )
     assert not re.search(r"lk\.(gap|verdict|record_gap)\(", code), f"{path.name} uses the removed old rule"
 
 
@@ -107,6 +109,22 @@ def test_hand_given_settings_off_the_tuning_grid(tmp_path):
     assert records["chosen confidence threshold"]["value"] == pytest.approx(0.93)
     assert records["chosen temperature"]["value"] == pytest.approx(3.0)
     assert records["chosen alpha"]["value"] == pytest.approx(0.7)
+
+
+@pytest.mark.timeout(600)
+def test_language_model_lesson_runs_a_pretrained_pair(tmp_path):
+    """Lesson 09's section 9 (a Hub pair in the full profile) on a local pretrained pair saved with save_pretrained:
+    the same from_pretrained path, the policy steps on subword tokens, and its verdict recorded."""
+    from test_lm_train import save_tiny_causal_pair
+
+    teacher, student = save_tiny_causal_pair(tmp_path)
+    path = ROOT / "notebooks" / "09_language_model_kd.ipynb"
+    out = tmp_path / path.name
+    execute_notebook(path, out, "smoke", path.parent, HUB_TEACHER=str(teacher), HUB_STUDENT=str(student))
+    rec = read_records(out)["Hub pair: on-policy vs off-policy KD, KL to teacher on own samples"]
+    assert (
+        rec["effect"] in ("gain", "loss", "none") and rec["better"] == "lower" and math.isfinite(rec["value"])
+    )
 
 
 @pytest.mark.timeout(600)

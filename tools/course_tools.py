@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import re
 import shutil
 import sys
@@ -261,9 +262,21 @@ def workshop_times() -> str:
     return "\n".join(lines)
 
 
+def lm_teacher_time() -> str:
+    """Lesson 09's one-off teacher training time, as its recorded default run measured it."""
+    path = ROOT / "results" / "default" / "09_language_model_kd.json"
+    rec = json.loads(path.read_text())["records"] if path.exists() else {}
+    r = rec.get("teacher one-off training time (cached after)")
+    if r is None:
+        return "its one-off training time is not recorded yet"
+    hw = json.loads(path.read_text())["hardware"]
+    return f"its one-off training took {r['value'] / 60:.1f} min on {hw} (`results/default/09_language_model_kd.json`)"
+
+
 TABLES = {  # file -> (start marker, end marker, table builder); filled from notebooks/manifest.json only
     "docs/INSTRUCTORS.md": ("<!-- modules:start -->", "<!-- modules:end -->", module_table),
     "README.md": ("<!-- workshop:start -->", "<!-- workshop:end -->", workshop_times),
+    "README.md#lm": ("<!-- lm-teacher:start -->", "<!-- lm-teacher:end -->", lm_teacher_time),
 }
 
 
@@ -271,8 +284,8 @@ def render_tables() -> dict[Path, str]:
     """Every generated block, rendered: {file: its new text}."""
     out = {}
     for rel, (start, end, builder) in TABLES.items():
-        path = ROOT / rel
-        text = path.read_text()
+        path = ROOT / rel.split("#")[0]
+        text = out.get(path) or path.read_text()  # several blocks in one file build on each other
         if start not in text or end not in text:
             raise SystemExit(f"{rel} lacks the {start} ... {end} markers")
         head, rest = text.split(start, 1)
