@@ -3,6 +3,8 @@ shows how long the course takes (measured, never asserted: run times belong to b
 
 from __future__ import annotations
 
+import pytest
+
 NOTEBOOK_SECONDS: dict[str, float] = {}
 
 
@@ -42,6 +44,30 @@ def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
         kernel_name="python3",
         progress_bar=False,
     )
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``smoke_run(path)``: the source notebook executed in the smoke profile under papermill, once per session
+    (its time goes to the run-time table): ``(executed notebook, the error or None)``. The papermill test reads
+    its records; the slide test builds decks from its outputs, as ``make slides`` does from build/<profile>/."""
+    import time
+
+    out = tmp_path_factory.mktemp("smoke_runs")
+    done: dict[str, tuple] = {}
+
+    def run(path):
+        if path.name not in done:
+            t0, error = time.perf_counter(), None
+            try:
+                execute_notebook(path, out / path.name, "smoke", path.parent)
+            except Exception as err:  # reported by the test that asks for this notebook
+                error = err
+            NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0
+            done[path.name] = (out / path.name, error)
+        return done[path.name]
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -206,9 +206,19 @@ def test_nbgrader_sources_mark_solutions_and_locked_checks():
 
 
 # ------------------------------------------------------------------------------ student runs and slides
+def _setup_and_exercises(nb, first_solution: int):
+    """The notebook's setup (every cell up to its parameters cell) and its exercise part (from the first solution
+    on): the lesson cells between them are the source's, which the source's own smoke run executes."""
+    params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    trimmed = copy.deepcopy(nb)
+    trimmed.cells = nb.cells[: params + 1] + nb.cells[first_solution:]
+    return trimmed
+
+
 @pytest.fixture(scope="module")
 def student_runs() -> dict[str, tuple[Path, BaseException | None]]:
-    """Each notebook's student version executed in the smoke profile: it must stop at its first check."""
+    """Each notebook's student version, setup and exercises, executed in the smoke profile: it must stop at its
+    first check (the checks take only the learner's function, never a lesson variable)."""
     import papermill as pm
 
     out = ARTIFACTS / "student"
@@ -216,7 +226,8 @@ def student_runs() -> dict[str, tuple[Path, BaseException | None]]:
     runs = {}
     for path in NOTEBOOKS:
         src = out / f"{path.stem}.student.ipynb"
-        src.write_text(ct.dumps(ct.student_version(read(path))))
+        student = ct.student_version(read(path))
+        src.write_text(ct.dumps(_setup_and_exercises(student, ct.exercises(read(path))[0][0])))
         executed, error = out / path.name, None
         try:
             execute_notebook(src, executed, "smoke", path.parent)
@@ -243,14 +254,15 @@ def test_student_version_runs_in_smoke_up_to_its_exercises(path, student_runs):
         c.get("id") for c in ran.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))
     ]
     assert failed == [read(path).cells[first_check].get("id")], "the first check is where the run stops"
-    lesson = [
-        c for c in ran.cells if c.cell_type == "code" and c.get("id") in _lesson_ids(path, first_solution)
+    before = [
+        c for c in ran.cells[: [c.get("id") for c in ran.cells].index(failed[0])] if c.cell_type == "code"
     ]
-    assert lesson and all(c.execution_count for c in lesson), "every lesson cell ran"
-
-
-def _lesson_ids(path: Path, first_solution: int) -> set[str]:
-    return {c.get("id") for c in read(path).cells[:first_solution] if c.cell_type == "code"}
+    assert before and all(c.execution_count for c in before), "every setup and exercise cell before it ran"
+    # the lesson cells the trimmed run leaves out are the source's own, which its smoke run executes
+    source, student = read(path), ct.student_version(read(path))
+    assert [c.source for c in student.cells[:first_solution] if c.cell_type == "code"] == [
+        c.source for c in source.cells[:first_solution] if c.cell_type == "code"
+    ], "the student version changes only the exercises"
 
 
 def _chromium() -> str:
@@ -297,9 +309,10 @@ window.addEventListener("load", function () {
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(900)
-def test_slides_build_and_render_offline_in_headless_chromium(student_runs):
-    """Decks from the executed student runs (the lesson cells and their figures; exercises' solutions and checks
-    are never on slides), rendered with reveal.js and MathJax from build/ only: no network at render time."""
+def test_slides_build_and_render_offline_in_headless_chromium(smoke_run):
+    """Decks from the executed smoke runs, as `make slides` builds them from build/<profile>/ (the lesson cells and
+    their figures; exercises' solutions and checks are never on slides), rendered with reveal.js and MathJax from
+    build/ only: no network at render time."""
     chromium = _chromium()
     if shutil.which("npm") is None and not ct.VENDOR_DIR.exists():
         if IN_CI:
@@ -308,7 +321,9 @@ def test_slides_build_and_render_offline_in_headless_chromium(student_runs):
     subprocess.run(["make", "-s", "slides-vendor"], cwd=ROOT, check=True)
     out = ARTIFACTS / "slides"
     shutil.rmtree(out, ignore_errors=True)
-    executed = [student_runs[p.name][0] for p in NOTEBOOKS]
+    runs = [smoke_run(p) for p in NOTEBOOKS]
+    assert all(error is None for _, error in runs), [str(e)[:300] for _, e in runs if e is not None]
+    executed = [path for path, _ in runs]
     ct.cmd_slides(executed, out, ct.VENDOR_DIR)
     problems = {}
     for path, run in zip(NOTEBOOKS, executed):

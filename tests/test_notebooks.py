@@ -8,12 +8,11 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import NOTEBOOK_SECONDS, execute_notebook
+from conftest import execute_notebook
 
 from labkit.nbtools import read_records
 
@@ -74,13 +73,12 @@ def test_comparisons_go_through_the_engine(path):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_under_papermill_smoke(path, tmp_path):
-    t0 = time.perf_counter()
-    execute_notebook(path, tmp_path / path.name, "smoke", path.parent)
-    # reported (end of the pytest log), not asserted: run times are measured, not tested
-    NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0
+def test_notebook_runs_under_papermill_smoke(path, smoke_run):
+    executed, error = smoke_run(path)  # its time is reported at the end of the log, not asserted
+    if error is not None:
+        raise error
     # every lesson records its key results (lk.record), which `make results` turns into results/<profile>/*.json
-    records = read_records(tmp_path / path.name)
+    records = read_records(executed)
     assert records, (
         f"{path.name} records no key results: add lk.record(...) calls to its 'Recorded results' cell"
     )
