@@ -754,30 +754,7 @@ def on_policy_step(
 
 
 # ---- small models end to end (lesson 09): tokenizer, windows, GPT-2 from a config, training, perplexity ----
-from .lm_train import (  # noqa: E402  (lm_train builds on the divergences above)
-    OBJECTIVES,
-    CharTokenizer,
-    Corpus,
-    build_gpt,
-    load_causal_lm,
-    load_corpus,
-    real_continuations,
-    teacher_logits,
-    train_lm,
-    train_or_load_lm,
-    window_nll,
-)
+from . import lm_train as _lm_train  # noqa: E402  (lm_train builds on the divergences above)
+from .lm_train import *  # noqa: E402, F403  (its __all__ is the one list of what lk.lm re-exports from it)
 
-__all__ += [
-    "OBJECTIVES",
-    "CharTokenizer",
-    "Corpus",
-    "load_causal_lm",
-    "load_corpus",
-    "real_continuations",
-    "build_gpt",
-    "teacher_logits",
-    "train_lm",
-    "train_or_load_lm",
-    "window_nll",
-]
+__all__ += _lm_train.__all__
