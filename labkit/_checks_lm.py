@@ -10,8 +10,16 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ._grading import ExerciseError, _call, check_function
-from .lm import Generations, _completion_logits, generalized_jsd, token_kl
+from ._grading import DIVERGENCES, ExerciseError, _call, check_function, refuses
+from .lm import (
+    Generations,
+    _completion_logits,
+    distill_step,
+    generalized_jsd,
+    on_policy_step,
+    sample_divergence,
+    token_kl,
+)
 
 __all__ = ["check_generalized_jsd", "check_masked_reverse_kl", "check_on_policy_step"]
 
@@ -35,6 +43,7 @@ def _rows_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
+@refuses(token_kl, *DIVERGENCES)
 def check_masked_reverse_kl(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits, mask)``: logits ``(B, L, V)`` and a ``(B, L)`` mask (1 = real token)
     -> the reverse KL(p_S || p_T) of each real position, averaged over the real tokens (``lk.lm.token_kl(...,
@@ -68,6 +77,7 @@ def check_masked_reverse_kl(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tens
     )
 
 
+@refuses(generalized_jsd, *DIVERGENCES)
 def check_generalized_jsd(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits, beta)``: logits ``(N, V)`` (one row per token), ``0 < beta < 1`` ->
     ``beta KL(p_T || m) + (1 - beta) KL(p_S || m)`` with ``m = beta p_T + (1 - beta) p_S``, averaged over the
@@ -158,6 +168,8 @@ def _reference_step(
     return loss.detach()
 
 
+# _completion_logits: the logits that predict the completion, the position shift this check grades
+@refuses(distill_step, on_policy_step, sample_divergence, _completion_logits, _reference_step, *DIVERGENCES)
 def check_on_policy_step(fn: Callable) -> None:
     """``fn(student, teacher, gens, optimizer)``: ``gens`` are the student's own samples (``lk.lm.Generations``:
     ``sequences``, ``attention_mask``, ``prompt_length``, ``completion_mask``). One on-policy step, GKD with

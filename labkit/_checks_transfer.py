@@ -8,7 +8,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ._grading import check_function
+from ._grading import check_function, refuses
+from .losses import _labelled_ce, labelled_cross_entropy
+from .metrics import mean_std, summarize
+from .transfer import pseudo_labels
+from .verdicts import effect_of
 
 __all__ = [
     "check_effect",
@@ -28,6 +32,7 @@ def _pseudo_label(z: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(conf >= threshold, labels, torch.full_like(labels, -1))
 
 
+@refuses(pseudo_labels, _pseudo_label)
 def check_pseudo_label(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(teacher_logits (N, K), threshold)`` -> ``(N,)`` int labels: the teacher's arg-max where its softmax
     confidence is at least ``threshold``, ``-1`` (unlabelled) elsewhere."""
@@ -51,6 +56,8 @@ def check_pseudo_label(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> Non
     )
 
 
+# the teacher's hard labels, and labkit's cross-entropy on them (_labelled_ce: inside hinton_kd_loss, ...)
+@refuses(pseudo_labels, labelled_cross_entropy, _labelled_ce)
 def check_hard_label_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits)`` -> cross-entropy of the student against the teacher's arg-max
     labels (hard-label distillation), averaged over the batch."""
@@ -82,6 +89,7 @@ def _unseen(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (present & ~seen).sum() / present.sum()
 
 
+@refuses(_unseen)  # labkit has no public version: its own reference
 def check_unseen_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(source_x (N, D), target_x (M, D))`` (bag-of-words counts or TF-IDF) -> the share of the target's
     non-zero entries (word occurrences) whose feature never occurs in the source, a number in [0, 1]."""
@@ -108,6 +116,7 @@ def check_unseen_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor])
     )
 
 
+@refuses(mean_std, summarize)
 def check_mean_std(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """``fn(values (n,))`` -> ``tensor([mean, std])`` over repeated runs, with the *sample* standard deviation
     (``n - 1`` in the denominator), the one every table of this course reports."""
@@ -126,11 +135,11 @@ def check_mean_std(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     )
 
 
+@refuses(effect_of)
 def check_effect(fn: Callable[[float, float, str], int]) -> None:
     """``fn(low, high, better)`` -> ``1`` (a gain), ``-1`` (a loss) or ``0`` (no measurable effect), from the 95 %
     interval ``[low, high]`` of a paired difference and the metric's direction (``"higher"`` or ``"lower"`` is
     better): an effect only when the whole interval lies on one side of 0 (``lk.verdicts.effect_of``)."""
-    from .verdicts import effect_of
 
     def reference(low, high, better):
         return {"gain": 1, "loss": -1, "none": 0}[effect_of(low, high, better)]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ._grading import check_function
+from ._grading import DIVERGENCES, check_function, refuses
 from .losses import attention_rows_kl
 
 __all__ = ["check_attention_kl"]
@@ -30,6 +30,7 @@ def _attention_case(seed: int, b: int = 3, h: int = 2, length: int = 6) -> tuple
     return maps[0], maps[1], mask
 
 
+@refuses(attention_rows_kl, *DIVERGENCES)
 def check_attention_kl(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(student_attn, teacher_attn, attention_mask)``: attention probabilities ``(B, H, L, L)`` (query, key)
     and a ``(B, L)`` mask -> ``KL(A_t || A_s)`` per row (one query token's distribution over the keys), averaged

@@ -10,7 +10,9 @@ and pytest both count it as a failed test) whose message is the hint.
 The exercises themselves live in the notebooks, between nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION``
 markers; ``make student`` blanks the solutions (``tools/course_tools.py``). A new check is one call to
 ``check_function`` with a reference and a dictionary of recognised mistakes (``tests/test_checks.py`` tests
-that every hint fires on the mistake it names).
+that every hint fires on the mistake it names), under ``@refuses(...)``: the labkit functions that compute
+the exercise's answer, which the learner's function may not call (``labkit._grading``; the tests reject a
+check without that list, and check that each check refuses its reference in every form a learner could use).
 """
 
 from __future__ import annotations
@@ -36,18 +38,21 @@ from ._checks_transfer import (  # lessons 05, 06 and 10: pseudo-labels, cross-d
     check_unseen_share,
 )
 from ._checks_transformer import check_attention_kl  # lesson 04: MiniLM's attention term with padding
-from ._grading import ExerciseError, _call, check_function
+from ._grading import DIVERGENCES, ExerciseError, _call, check_function, refuses
 from .ensemble import prob_mse_loss
 from .losses import (
+    _labelled_ce,
     attention_map,
     attention_transfer_loss,
     hinton_kd_loss,
+    hinton_kd_terms,
     kd_kl_loss,
     labelled_cross_entropy,
     soft_targets,
 )
-from .metrics import accuracy
-from .multiteacher import fuse_teachers, multi_teacher_kd_loss
+from .metrics import accuracy, agreement
+from .models import count_parameters
+from .multiteacher import AccuracyWeights, _fuse_prob, fuse_teachers, multi_teacher_kd_loss
 
 __all__ = [
     "AT_CONVENTIONS",
@@ -75,6 +80,7 @@ __all__ = [
     "check_pseudo_label",
     "check_soft_targets",
     "check_unseen_share",
+    "refuses",
 ]
 
 T2 = "forgot the T^2 factor: multiply the KL by T**2 so the soft term's gradients do not shrink as 1/T^2"
@@ -99,6 +105,7 @@ def _inputs(seed: int, *shape: int, scale: float = 2.0) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- 00 setup and tour
+@refuses(accuracy, agreement)
 def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     """``fn(logits (B, K), labels (B,))`` -> the fraction of rows whose arg-max is the label, a number in [0, 1]."""
     logits, labels = _inputs(0, 40, 5), torch.arange(40) % 5
@@ -117,6 +124,7 @@ def check_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     )
 
 
+@refuses(count_parameters)
 def check_count_parameters(fn: Callable[[nn.Module], int]) -> None:
     """``fn(model)`` -> the number of trainable parameters (elements of tensors with ``requires_grad``)."""
     model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
@@ -138,6 +146,7 @@ def check_count_parameters(fn: Callable[[nn.Module], int]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- 01 soft targets
+@refuses(soft_targets)
 def check_soft_targets(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(logits (B, K), T)`` -> ``softmax(logits / T)`` row by row, shape ``(B, K)``."""
     z = _inputs(1, 6, 5)
@@ -160,6 +169,7 @@ def check_soft_targets(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> Non
     )
 
 
+@refuses(kd_kl_loss, *DIVERGENCES)
 def check_kd_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits, T)`` -> ``T^2 * KL(p_t^T || p_s^T)`` averaged over the batch."""
     s, t = _inputs(2, 8, 5), _inputs(3, 8, 5)
@@ -203,6 +213,7 @@ def _kd_mistakes(name: str, fn: Callable, cases: Sequence[tuple], reference: Cal
 
 
 # -------------------------------------------------------------------------------------- 02 response KD
+@refuses(hinton_kd_loss, hinton_kd_terms, multi_teacher_kd_loss, *DIVERGENCES)
 def check_hinton_loss(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits, labels, T, alpha)`` -> ``(1 - alpha) CE + alpha T^2 KL``."""
     s, t, y = _inputs(4, 8, 5), _inputs(5, 8, 5), torch.arange(8) % 5
@@ -237,6 +248,8 @@ def check_hinton_loss(fn: Callable[..., torch.Tensor]) -> None:
     )
 
 
+# _labelled_ce: labkit's labelled CE inside hinton_kd_loss, label_distillation_loss, multi_teacher_kd_loss, ...
+@refuses(labelled_cross_entropy, _labelled_ce)
 def check_labelled_ce(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(logits, labels)`` -> cross-entropy averaged over the rows with a label; ``-1`` marks an unlabelled
     row of a transfer set, and a batch without any label gives 0 (not NaN)."""
@@ -268,6 +281,7 @@ def check_labelled_ce(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) 
 
 
 # -------------------------------------------------------------------------------------- 03 feature KD
+@refuses(attention_map)
 def check_attention_map(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """``fn(features (B, C, H, W))`` -> ``(B, H*W)``: channel mean of the squared activations, flattened and
     L2-normalised per example (Zagoruyko & Komodakis, 2017)."""
@@ -345,6 +359,7 @@ def _scalar_outputs(name: str, fn: Callable, cases: Sequence[tuple]) -> list[flo
     return values
 
 
+@refuses(attention_transfer_loss, attention_map)
 def check_attention_transfer(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     r"""``fn(student_features (B, C_s, H, W), teacher_features (B, C_t, H, W))`` -> a scalar: labkit's
     ``attention_transfer_loss``, :math:`\frac{1}{B} \sum_b \| Q_s(b) - Q_t(b) \|_2^2` with ``Q`` the
@@ -446,6 +461,7 @@ def check_attention_transfer(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
 
 
 # ---------------------------------------------------------------------------------- 07 ensemble distillation
+@refuses(fuse_teachers, _fuse_prob)
 def check_prob_fusion(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """``fn(member_logits (B, M, C))`` -> log of the members' average probabilities, ``(B, C)``."""
     z = _inputs(10, 5, 3, 4)
@@ -468,6 +484,7 @@ def check_prob_fusion(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     )
 
 
+@refuses(prob_mse_loss)
 def check_prob_mse(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(student_logits, teacher_logits, T)`` -> squared error of ``softmax(z / T)`` summed over classes and
     averaged over the batch (label distillation)."""
@@ -494,6 +511,7 @@ def check_prob_mse(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tenso
 
 
 # ------------------------------------------------------------------------------------------- 08 multi-teacher
+@refuses(AccuracyWeights)
 def check_accuracy_weights(fn: Callable[[Sequence[float]], torch.Tensor]) -> None:
     """``fn(accuracies)`` -> one weight per teacher, proportional to its accuracy and summing to one."""
     cases = [(torch.tensor([0.9, 0.6, 0.3]),), (torch.tensor([0.5, 0.5]),)]
@@ -517,6 +535,7 @@ def check_accuracy_weights(fn: Callable[[Sequence[float]], torch.Tensor]) -> Non
     )
 
 
+@refuses(multi_teacher_kd_loss, *DIVERGENCES)
 def check_multi_teacher_kd(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(student_logits (B, C), teacher_logits (B, K, C), weights (K,), T)`` ->
     ``T^2 * mean_b sum_k w_k KL(p_k^T || p_s^T)``: a weighted sum of per-teacher KLs."""

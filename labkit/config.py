@@ -345,6 +345,10 @@ class Profile:
     lm_policy_new_tokens: int = (
         32  # tokens each of those steps samples (on-policy) or reads (off-policy) per prompt
     )
+    lm_policy_batch_size: int = (
+        32  # prompts per on-policy / off-policy step (equal teacher calls in both arms)
+    )
+    lm_expert_steps: int = 300  # each domain expert: the teacher fine-tuned on one domain (one-off, cached)
     lm_hub_teacher: str = (
         ""  # e.g. "HuggingFaceTB/SmolLM2-360M" (full profile, with a network); "" = course GPT-2s
     )
@@ -469,6 +473,8 @@ PROFILE_CHECKS: dict[str, Check] = {
             "lm_prompts",
             "lm_policy_steps",
             "lm_policy_new_tokens",
+            "lm_policy_batch_size",
+            "lm_expert_steps",
         )
     },  # fmt: skip
     "lm_lr": _RATE,
@@ -556,6 +562,8 @@ PROFILES: dict[str, Profile] = {
         lm_prompts=64,
         lm_policy_steps=15,
         lm_policy_new_tokens=12,
+        lm_policy_batch_size=16,
+        lm_expert_steps=30,
         description="CI: offline digits, tiny models, seconds on a 2-core CPU",
     ),
     "default": Profile(
@@ -668,6 +676,8 @@ PROFILES: dict[str, Profile] = {
         lm_transfer=12_000,
         lm_steps=1_500,
         lm_policy_steps=200,
+        lm_policy_batch_size=64,
+        lm_expert_steps=1_000,
         lm_hub_teacher="HuggingFaceTB/SmolLM2-360M",
         lm_hub_student="HuggingFaceTB/SmolLM2-135M",
         description="GPU: CIFAR-10, ResNet teacher, the reference results",

@@ -758,3 +758,9 @@ from . import lm_train as _lm_train  # noqa: E402  (lm_train builds on the diver
 from .lm_train import *  # noqa: E402, F403  (its __all__ is the one list of what lk.lm re-exports from it)
 
 __all__ += _lm_train.__all__
+
+# ---- TRL's trainer on the same models (lesson 09): a Hugging Face tokenizer for CharTokenizer, GKDTrainer runs ----
+from . import lm_trl as _lm_trl  # noqa: E402
+from .lm_trl import *  # noqa: E402, F403
+
+__all__ += _lm_trl.__all__

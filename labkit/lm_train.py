@@ -41,6 +41,8 @@ __all__ = [
     "load_corpus",
     "real_continuations",
     "build_gpt",
+    "cached_teacher_windows",
+    "routed_teacher_logits",
     "teacher_logits",
     "train_lm",
     "train_or_load_lm",
@@ -170,6 +172,30 @@ class Corpus:
             check_choice(d, list(parts), "domain")
         return [t for d in names for t in parts[d]]
 
+    def windows(
+        self,
+        tokenizer: CharTokenizer,
+        split: str,
+        length: int,
+        n_per_domain: int | None = None,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of every domain of ``split`` (``tokenizer.windows``, cut per domain so that no window spans
+        two), up to ``n_per_domain`` drawn from each with ``seed`` (all if ``None``, or when a domain has fewer),
+        shuffled together: ``(windows (m, length + 1), domain (m,))``, the domain as its index in ``self.fit``.
+        Balanced splits with their domains are what per-domain teachers and per-domain scores need."""
+        check_choice(split, ("fit", "val", "test"), "split")
+        if n_per_domain is not None:
+            check_positive_int(n_per_domain, "n_per_domain")
+        g = torch.Generator().manual_seed(int(seed))
+        parts = []
+        for d in self.fit:
+            w = tokenizer.windows(self.texts(split, [d]), length)
+            parts.append(w[torch.randperm(len(w), generator=g)[:n_per_domain]])
+        domain = torch.cat([torch.full((len(w),), i, dtype=torch.long) for i, w in enumerate(parts)])
+        order = torch.randperm(len(domain), generator=g)
+        return torch.cat(parts)[order], domain[order]
+
 
 def load_corpus(
     domains: Sequence[str], *, data_dir: str | Path | None = None, val_fraction: float = 0.1, seed: int = 0
@@ -203,7 +229,8 @@ def load_corpus(
 def build_gpt(vocab_size: int, context: int, layers: int, width: int, heads: int, seed: int = 0) -> nn.Module:
     """A GPT-2 (``transformers.GPT2LMHeadModel``) from a config: ``layers`` blocks of ``width`` units and
     ``heads`` heads, a context of ``context`` positions, no dropout (small data, short budgets), output layer
-    not tied to the embedding. Its initial weights depend on ``seed`` only (the global random state is left as
+    not tied to the embedding, and the exact GELU (one fused kernel; GPT-2's tanh approximation costs a fifth of
+    a small model's training time on a CPU). Its initial weights depend on ``seed`` only (the global random state is left as
     it was)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -215,7 +242,7 @@ def build_gpt(vocab_size: int, context: int, layers: int, width: int, heads: int
         )
     cfg = GPT2Config(
         vocab_size=vocab_size, n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, activation_function="gelu",
         bos_token_id=CharTokenizer.eos_token_id, eos_token_id=CharTokenizer.eos_token_id,
         pad_token_id=CharTokenizer.pad_token_id,
     )  # fmt: skip
@@ -294,6 +321,114 @@ def teacher_logits(model: nn.Module, windows: torch.Tensor, batch_size: int = 25
     finally:
         model.train(was)
     return torch.cat(out)
+
+
+def routed_teacher_logits(
+    teachers: Sequence[nn.Module], windows: torch.Tensor, route: Any, batch_size: int = 256
+) -> torch.Tensor:
+    r"""Many teachers, one target per window: window ``j`` gets the logits of ``teachers[route[j]]`` (float16,
+    ``(m, length, vocab)`` like ``teacher_logits``). This is lesson 08's multi-teacher loss with per-sample
+    weights that are one-hot, each window's domain expert:
+
+    .. math::  L(x) = \sum_k lpha_k(x)\, \mathrm{KL}(p_k \| p_S), \qquad lpha_k(x) = 1[	ext{route}(x) = k]
+
+    so each window costs one teacher forward pass, whatever the number of teachers (Branch-Train-Merge's domain
+    experts, Li et al., 2022, distilled into one student). ``route``: ``(m,)`` integers in ``[0, len(teachers))``.
+    Teachers must share one vocabulary (``check_same_vocab``)."""
+    from .lm import check_same_vocab
+
+    if isinstance(teachers, nn.Module) or not isinstance(teachers, Sequence) or not teachers:
+        raise TypeError(
+            f"teachers must be a non-empty list of models (one per route), got {type(teachers).__name__}."
+        )
+    for t in teachers[1:]:
+        check_same_vocab(teachers[0], t)
+    windows = _check_windows(windows, teachers[0])
+    try:
+        route = route if torch.is_tensor(route) else torch.as_tensor(route)
+    except (TypeError, ValueError, RuntimeError):
+        route = None
+    if (
+        route is None
+        or route.shape != (len(windows),)
+        or route.is_floating_point()
+        or route.dtype == torch.bool
+    ):
+        got = (
+            "something that is not a list of integers"
+            if route is None
+            else f"{route.dtype} of shape {tuple(route.shape)}"
+        )
+        raise ValueError(
+            f"route must be ({len(windows)},) integers, one teacher index per window; got {got}."
+        )
+    if len(route) and (int(route.min()) < 0 or int(route.max()) >= len(teachers)):
+        raise ValueError(
+            f"route holds teacher indices from {int(route.min())} to {int(route.max())}; allowed: 0 to {len(teachers) - 1} "
+            f"({len(teachers)} teachers)."
+        )
+    out = None
+    for k, t in enumerate(teachers):
+        rows = (route == k).nonzero().flatten()
+        if len(rows) == 0:
+            continue
+        z = teacher_logits(t, windows[rows], batch_size=batch_size)
+        if out is None:
+            out = torch.empty((len(windows), *z.shape[1:]), dtype=z.dtype)
+        out[rows] = z
+    return out
+
+
+def cached_teacher_windows(
+    teacher: nn.Module,
+    prompts: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    name: str,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 2048,
+    cache: str | Path | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Sequence-level KD data as training windows, cached with the teacher: the teacher continues each prompt
+    (``lk.lm.sequence_kd_data``, ``max_new_tokens`` sampled at ``temperature``) and each continuation, padded after
+    an end of text with end-of-text ids, becomes one ``(prompt + max_new_tokens)``-id window for ``train_lm``. Like
+    the teacher's weights, its writing is the same on every run (the teacher's weights, the prompts and the
+    settings make the key), so the first run generates it and later runs load it. Returns ``(windows, seconds)``:
+    the generation time of the run that made the entry."""
+    from .data import cache_dir
+    from .lm import sequence_kd_data
+    from .training import _atomic_write, _check_path, _state_hash, _tensor_hash
+
+    prompts = _check_windows(prompts, teacher, name="prompts")
+    check_positive_int(max_new_tokens, "max_new_tokens")
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"name must be a short file-name prefix such as 'lm-teacher-writing', got {name!r}.")
+    settings = [max_new_tokens, float(temperature), int(seed)]
+    key = hashlib.sha1(
+        json.dumps([_state_hash(teacher), _tensor_hash(prompts), settings]).encode()
+    ).hexdigest()[:16]
+    folder = _check_path(cache, "cache") if cache is not None else cache_dir() / "checkpoints"
+    path = folder / f"{name}-{key}.pt"
+    if path.exists():
+        try:
+            entry = torch.load(path, weights_only=True)
+            windows, seconds = entry["windows"], float(entry["seconds"])
+        except (KeyError, RuntimeError, OSError, ValueError) as err:
+            print(f"[labkit] WARNING: the cached {name} ({path.name}) is unreadable ({type(err).__name__}: {err}); "
+                  "generating it again.")  # fmt: skip
+        else:
+            print(f"[labkit] loaded the cached {name} ({len(windows):,} windows) from {path}")
+            return windows, seconds
+    t0 = time.perf_counter()
+    gens = sequence_kd_data(
+        teacher, prompts.to(_device(teacher)), max_new_tokens=max_new_tokens, temperature=temperature,
+        seed=seed, batch_size=batch_size, eos_token_id=CharTokenizer.eos_token_id,
+    )  # fmt: skip
+    windows = gens.sequences.cpu().masked_fill(gens.attention_mask.cpu() == 0, CharTokenizer.eos_token_id)
+    seconds = time.perf_counter() - t0
+    _atomic_write(path, lambda tmp: torch.save({"windows": windows, "seconds": seconds}, tmp))
+    return windows, seconds
 
 
 def _check_train(model, windows, steps, batch_size, lr, seed, objective, logits, alpha, temperature, beta):

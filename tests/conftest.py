@@ -50,17 +50,27 @@ def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
 def smoke_run(tmp_path_factory):
     """``smoke_run(path)``: the source notebook executed in the smoke profile under papermill, once per session
     (its time goes to the run-time table): ``(executed notebook, the error or None)``. The papermill test reads
-    its records; the slide test builds decks from its outputs, as ``make slides`` does from build/<profile>/."""
+    its records; the slide test builds decks from its outputs, as ``make slides`` does from build/<profile>/.
+    Lesson 09 runs with a tiny local pretrained pair as its Hub pair (HUB_TEACHER / HUB_STUDENT), so that one run
+    also covers its last section's from_pretrained path (the nbval and offline runs cover the run without one)."""
     import time
 
     out = tmp_path_factory.mktemp("smoke_runs")
     done: dict[str, tuple] = {}
 
+    def parameters(path) -> dict:
+        if path.name != "09_language_model_kd.ipynb":
+            return {}
+        from test_lm_train import save_tiny_causal_pair
+
+        teacher, student = save_tiny_causal_pair(out / "hub_pair")
+        return {"HUB_TEACHER": str(teacher), "HUB_STUDENT": str(student)}
+
     def run(path):
         if path.name not in done:
             t0, error = time.perf_counter(), None
             try:
-                execute_notebook(path, out / path.name, "smoke", path.parent)
+                execute_notebook(path, out / path.name, "smoke", path.parent, **parameters(path))
             except Exception as err:  # reported by the test that asks for this notebook
                 error = err
             NOTEBOOK_SECONDS[path.name] = time.perf_counter() - t0

@@ -1,14 +1,22 @@
 """labkit.checks: every check passes a correct answer, fails a blank one with the "not implemented" hint, and
 names each mistake it claims to recognise when given code that makes exactly that mistake, written the way a
-learner would write it."""
+learner would write it, and refuses a function that hands back labkit's own answer (in every way a learner could
+reach it: the function itself, a partial, lk.<name>, the module path, a name imported before the check, or
+another labkit function that calls it)."""
 
 from __future__ import annotations
+
+import functools
+import inspect
+import re
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from labkit import checks
+import labkit
+from labkit import _grading, checks
 from labkit.pitfalls import kd_kl_on_raw_logits, kd_mean_reduction, kd_missing_t2, kd_wrong_direction
 
 
@@ -407,3 +415,197 @@ def test_attention_transfer_conventions_are_exact_factors_of_the_map_size():
         ):
             torch.testing.assert_close(fn(fs, ft), factor * ref)
         torch.testing.assert_close(1000 * AT_PUBLISHED["authors' code"][0](fs, ft), 1000 / (h * w) * ref)
+
+
+# ------------------------------------------------------------------------ labkit's own answers are refused
+# check name -> a learner's function that returns the right answer by calling labkit's first refused function
+# (``check.refuses[0]``, written {ref}): each test below writes {ref} the ways a learner would reach it
+CHEATS = {
+    "check_accuracy": "lambda z, y: {ref}(z, y)",
+    "check_count_parameters": "lambda m: {ref}(m, trainable_only=True)",
+    "check_soft_targets": "lambda z, T: {ref}(z, T)",
+    "check_kd_loss": "lambda s, t, T: {ref}(s, t, T)",
+    "check_hinton_loss": "lambda s, t, y, T, a: {ref}(s, t, y, T, a)",
+    "check_labelled_ce": "lambda z, y: {ref}(z, y)",
+    "check_attention_map": "lambda f: {ref}(f)",
+    "check_attention_transfer": "lambda fs, ft: {ref}(fs, ft)",
+    "check_prob_fusion": 'lambda z: {ref}(z, space="prob")',
+    "check_prob_mse": "lambda s, t, T: {ref}(s, t, T)",
+    "check_accuracy_weights": "lambda a: {ref}(len(a), accuracies=a).w",
+    "check_multi_teacher_kd": (
+        "lambda s, z, w, T: {ref}(s, z, torch.full((len(s),), -1), w.expand(len(s), -1), T, alpha=1.0)"
+    ),
+    "check_attention_kl": "lambda s, t, m: {ref}(s, t, m)",
+    "check_pseudo_label": "lambda z, t: torch.where({ref}(z, t).keep, {ref}(z, t).labels, -1)",
+    "check_hard_label_loss": "lambda s, t: F.cross_entropy(s, {ref}(t).labels)",
+    "check_unseen_share": "lambda s, t: {ref}(s, t)",
+    "check_mean_std": "lambda v: torch.tensor({ref}(v))",
+    "check_effect": 'lambda lo, hi, b: {"gain": 1, "loss": -1, "none": 0}[{ref}(lo, hi, b)]',
+    "check_masked_reverse_kl": 'lambda s, t, m: {ref}(s, t, m, direction="reverse")',
+    "check_generalized_jsd": "lambda s, t, b: {ref}(s[:, None], t[:, None], beta=b)",
+    "check_on_policy_step": "lambda st, te, gens, opt: torch.tensor({ref}(st, te, gens, opt, beta=1.0)['loss'])",
+}
+
+
+def _defined_checks() -> dict:
+    """Every ``check_*`` function defined in labkit's check modules, found by walking them (not from CHECKS)."""
+    from labkit import _checks_lm, _checks_transfer, _checks_transformer
+
+    found = {}
+    for module in (checks, _checks_lm, _checks_transfer, _checks_transformer):
+        for name, obj in vars(module).items():
+            if (
+                name.startswith("check_")
+                and name != "check_function"
+                and inspect.isfunction(obj)
+                and obj.__module__ == module.__name__
+            ):
+                found[name] = obj
+    return found
+
+
+DEFINED = _defined_checks()
+
+
+def _public(ref) -> str:
+    return _grading._public_name(ref.__module__, ref.__qualname__)
+
+
+def _cheat(name: str, form: str):
+    """The check's cheat in one form: labkit's function ``itself``, a ``partial`` of it, a lambda through
+    ``lk.<name>`` (``lk``), through the full module path (``module``), or through a name imported before the
+    check (``imported``, which no patching of labkit's modules could reach)."""
+    ref = DEFINED[name].refuses[0]
+    if form == "itself":
+        return ref
+    if form == "partial":
+        return functools.partial(ref)
+    ns = {"lk": labkit, "labkit": labkit, "torch": torch, "F": F}
+    spelled = {"lk": _public(ref), "module": f"{ref.__module__}.{ref.__qualname__}", "imported": ref.__name__}
+    if form == "imported":
+        exec(f"from {ref.__module__} import {ref.__name__}", ns)
+    return eval(CHEATS[name].replace("{ref}", spelled[form]), ns)
+
+
+def test_every_check_lists_the_labkit_functions_it_refuses():
+    """A check added without ``@refuses(...)`` (or without a cheat here) fails this test."""
+    assert set(DEFINED) == set(checks.CHECKS), "a check_* function is missing from checks.CHECKS"
+    for name, check in DEFINED.items():
+        assert getattr(check, "refuses", None), f"{name} has no @refuses(...) list of labkit's own answers"
+        assert name in CHEATS, f"add {name}'s cheat to CHEATS"
+
+
+@pytest.mark.parametrize("form", ["itself", "partial", "lk", "module", "imported"])
+@pytest.mark.parametrize("name", sorted(DEFINED))
+def test_check_refuses_a_function_that_uses_labkits_reference(name, form):
+    cheat = _cheat(name, form)
+    with pytest.raises(checks.ExerciseError) as err:
+        DEFINED[name](cheat)
+    message = str(err.value)
+    assert message.startswith(f"{name}: your function ") and "labkit's own" in message, message
+    assert _public(DEFINED[name].refuses[0]) in message, message
+    assert "Write the computation yourself" in message, message
+
+
+@pytest.mark.parametrize("name", sorted(DEFINED))
+def test_the_refused_cheat_would_pass_without_the_refusal(name, capsys):
+    """The cheats are real: the check without its refusal (``__wrapped__``) accepts them, so the refusal, not a
+    wrong value, is what rejects them."""
+    DEFINED[name].__wrapped__(_cheat(name, "lk"))
+    assert capsys.readouterr().out.startswith(f"OK  {name}: ")
+
+
+@pytest.mark.parametrize(
+    "name, ref",
+    [(name, ref) for name in sorted(DEFINED) for ref in DEFINED[name].refuses],
+    ids=[f"{name}-{_public(ref)}" for name in sorted(DEFINED) for ref in DEFINED[name].refuses],
+)
+def test_check_refuses_every_listed_function_passed_as_the_answer(name, ref):
+    with pytest.raises(
+        checks.ExerciseError, match=f"your function is labkit's own {re.escape(_public(ref))}"
+    ):
+        DEFINED[name](ref)
+
+
+# (check, a learner's function reaching the refused one through another labkit function, words of the message)
+THROUGH = [
+    (
+        "check_kd_loss",
+        lambda s, t, T: labkit.hinton_kd_loss(s, t, torch.zeros(len(s), dtype=torch.long), T, alpha=1.0),
+        "calls labkit's own lk.hinton_kd_loss, which calls lk.kd_kl_loss",
+    ),
+    (
+        "check_kd_loss",
+        lambda s, t, T: (
+            labkit.attention_rows_kl(  # one query row (B, 1, 1, K) per example: the KL at T, times T^2
+                F.softmax(s / T, -1)[:, None, None],
+                F.softmax(t / T, -1)[:, None, None],
+                torch.ones(len(s), 1),
+            )
+            * T**2
+        ),
+        "calls labkit's own lk.attention_rows_kl, which calls lk.kd_kl_loss",
+    ),
+    (
+        "check_labelled_ce",
+        lambda z, y: labkit.hinton_kd_loss(z, z, y, 1.0, alpha=0.0),
+        "calls labkit's own lk.hinton_kd_loss, which calls lk.losses._labelled_ce",
+    ),
+    (
+        "check_prob_mse",
+        lambda s, t, T: labkit.label_distillation_loss(s, t, torch.full((len(s),), -1), T, alpha=1.0),
+        "calls labkit's own lk.label_distillation_loss, which calls lk.prob_mse_loss",
+    ),
+    (
+        "check_accuracy_weights",
+        lambda a: labkit.make_weighting("accuracy", len(a), accuracies=a).w,
+        "calls labkit's own lk.make_weighting, which calls lk.multiteacher.AccuracyWeights",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, fn, words", THROUGH, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(THROUGH)])
+def test_check_refuses_labkits_answer_reached_through_another_labkit_function(name, fn, words, capsys):
+    with pytest.raises(checks.ExerciseError) as err:
+        checks.CHECKS[name](fn)
+    assert words in str(err.value), str(err.value)
+    checks.CHECKS[name].__wrapped__(fn)  # a working answer: the refusal is what rejects it
+    assert capsys.readouterr().out.startswith(f"OK  {name}: ")
+
+
+def test_the_refusal_holds_while_the_learner_runs_only_and_restores_everything():
+    """Caught even when the learner's function swallows labkit's error; afterwards labkit's functions are the same
+    objects and run normally, a profile function installed before is back, and tools a check does not list
+    (lk.soft_targets in the KD loss, lk.labelled_cross_entropy for Hinton's CE term) stay allowed."""
+
+    def swallowing(s, t, T):
+        try:
+            labkit.kd_kl_loss(s, t, "not a temperature")
+        except (TypeError, ValueError):
+            pass
+        return kd(s, t, T)
+
+    original = labkit.kd_kl_loss
+    calls = []
+
+    def profiler(frame, event, arg):
+        calls.append(event)
+
+    sys.setprofile(profiler)
+    try:
+        with pytest.raises(checks.ExerciseError, match="calls labkit's own lk.kd_kl_loss"):
+            checks.check_kd_loss(swallowing)
+        assert sys.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
+    assert labkit.kd_kl_loss is original and labkit.losses.kd_kl_loss is original
+    z = torch.randn(4, 3)
+    assert float(labkit.kd_kl_loss(z, z)) == 0.0
+    checks.check_kd_loss(
+        lambda s, t, T: (
+            F.kl_div(labkit.soft_targets(s, T).log(), labkit.soft_targets(t, T), reduction="batchmean") * T**2
+        )
+    )
+    checks.check_hinton_loss(
+        lambda s, t, y, T, a: (1 - a) * labkit.labelled_cross_entropy(s, y) + a * kd(s, t, T)
+    )

@@ -180,6 +180,57 @@ def test_comparison_of_examples_pairs_seeds_and_reads_direction():
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+def test_corpus_windows_are_balanced_per_domain_and_know_their_domain(tok):
+    texts = {"a": ["good pan heats fast."] * 10, "b": ["this dvd skips a lot."] * 30}
+    corpus = lk.lm_train.Corpus(texts, texts, texts, "test", False)
+    w, dom = corpus.windows(tok, "fit", 8, n_per_domain=12, seed=0)
+    assert w.shape == (12 + 12, 9) and sorted(dom.tolist()) == [0] * 12 + [1] * 12
+    stream_a = tok.windows(texts["a"], 8)
+    assert all(any(torch.equal(x, y) for y in stream_a) for x in w[dom == 0])  # no window spans two domains
+    assert torch.equal(w, corpus.windows(tok, "fit", 8, n_per_domain=12, seed=0)[0])
+    all_a = corpus.windows(tok, "fit", 8)[1]
+    assert int((all_a == 0).sum()) == len(stream_a)  # None (or a domain with fewer): every window of it
+
+
+def test_routed_teacher_logits_take_each_window_from_its_teacher(tok, windows):
+    a, b = _gpt(tok, width=16, seed=1), _gpt(tok, width=16, seed=2)
+    route = torch.tensor([0, 1] * (len(windows) // 2) + [0] * (len(windows) % 2))
+    got = lk.lm.routed_teacher_logits([a, b], windows, route.tolist())
+    want_a, want_b = lk.lm.teacher_logits(a, windows), lk.lm.teacher_logits(b, windows)
+    assert got.dtype == torch.float16 and got.shape == want_a.shape
+    assert torch.equal(got[route == 0], want_a[route == 0]) and torch.equal(
+        got[route == 1], want_b[route == 1]
+    )
+    assert not torch.equal(got[route == 1], want_a[route == 1])  # the two teachers differ, so routing matters
+    one = lk.lm.routed_teacher_logits([a, b], windows, torch.zeros(len(windows), dtype=torch.long))
+    assert torch.equal(one, want_a)  # a teacher with no window is never run
+
+
+def test_cached_teacher_windows_generate_once(tok, windows, tmp_path, capsys):
+    teacher = _gpt(tok, width=16, seed=3)
+    prompts = windows[:6, :4]
+    with pytest.warns(
+        UserWarning, match="dropped 1 of 6 empty"
+    ):  # this untrained teacher ends one text at once
+        gens = lk.lm.sequence_kd_data(
+            teacher, prompts, max_new_tokens=8, seed=1, eos_token_id=tok.eos_token_id
+        )
+    with pytest.warns(UserWarning, match="dropped 1 of 6 empty"):
+        w, seconds = lk.lm.cached_teacher_windows(
+            teacher, prompts, max_new_tokens=8, name="w", cache=tmp_path, seed=1
+        )
+    assert w.shape == (5, 12) and seconds > 0 and "loaded" not in capsys.readouterr().out
+    ends = gens.attention_mask == 0  # after an end of text: end-of-text ids, so the windows train on them
+    assert torch.equal(w[~ends], gens.sequences[~ends]) and bool((w[ends] == tok.eos_token_id).all())
+    again, seconds_again = lk.lm.cached_teacher_windows(
+        teacher, prompts, max_new_tokens=8, name="w", cache=tmp_path, seed=1
+    )
+    assert "loaded the cached w" in capsys.readouterr().out
+    assert torch.equal(again, w) and seconds_again == seconds  # the time of the run that generated them
+    lk.lm.cached_teacher_windows(teacher, prompts[:5], max_new_tokens=8, name="w", cache=tmp_path, seed=1)
+    assert len(list(tmp_path.glob("w-*.pt"))) == 2  # other prompts, another entry
+
+
 BAD = [
     (
         "a tokenizer of no characters",
@@ -406,6 +457,80 @@ BAD = [
         ValueError,
         "add_values",
     ),  # fmt: skip
+    (
+        "routed logits from one model, not a list",
+        lambda: lk.lm.routed_teacher_logits(
+            lk.lm.build_gpt(10, 8, 1, 8, 2), torch.zeros(3, 6, dtype=torch.long), [0] * 3
+        ),
+        TypeError,
+        "non-empty list of models",
+    ),
+    (
+        "routed logits with a route too short",
+        lambda: lk.lm.routed_teacher_logits(
+            [lk.lm.build_gpt(10, 8, 1, 8, 2)], torch.zeros(3, 6, dtype=torch.long), [0]
+        ),
+        ValueError,
+        "one teacher index per window",
+    ),
+    (
+        "routed logits with a float route",
+        lambda: lk.lm.routed_teacher_logits(
+            [lk.lm.build_gpt(10, 8, 1, 8, 2)], torch.zeros(3, 6, dtype=torch.long), torch.zeros(3)
+        ),
+        ValueError,
+        "integers",
+    ),
+    (
+        "routed logits with words as route",
+        lambda: lk.lm.routed_teacher_logits(
+            [lk.lm.build_gpt(10, 8, 1, 8, 2)], torch.zeros(3, 6, dtype=torch.long), ["books"] * 3
+        ),
+        ValueError,
+        "not a list of integers",
+    ),
+    (
+        "routed logits to a teacher that is not there",
+        lambda: lk.lm.routed_teacher_logits(
+            [lk.lm.build_gpt(10, 8, 1, 8, 2)], torch.zeros(3, 6, dtype=torch.long), [1] * 3
+        ),
+        ValueError,
+        "allowed: 0 to 0",
+    ),
+    (
+        "routed logits over different vocabularies",
+        lambda: lk.lm.routed_teacher_logits(
+            [lk.lm.build_gpt(10, 8, 1, 8, 2), lk.lm.build_gpt(12, 8, 1, 8, 2)],
+            torch.zeros(3, 6, dtype=torch.long),
+            [0] * 3,
+        ),
+        ValueError,
+        "vocab",
+    ),
+    (
+        "teacher windows from float prompts",
+        lambda: lk.lm.cached_teacher_windows(
+            lk.lm.build_gpt(10, 8, 1, 8, 2), torch.zeros(2, 4), max_new_tokens=4, name="w"
+        ),
+        ValueError,
+        "prompts must be token ids",
+    ),
+    (
+        "teacher windows with a path as name",
+        lambda: lk.lm.cached_teacher_windows(
+            lk.lm.build_gpt(10, 8, 1, 8, 2), torch.zeros(2, 4, dtype=torch.long), max_new_tokens=4, name="a/b"
+        ),
+        ValueError,
+        "name must be a short file-name prefix",
+    ),
+    (
+        "teacher windows of 0 new tokens",
+        lambda: lk.lm.cached_teacher_windows(
+            lk.lm.build_gpt(10, 8, 1, 8, 2), torch.zeros(2, 4, dtype=torch.long), max_new_tokens=0, name="w"
+        ),
+        ValueError,
+        "max_new_tokens",
+    ),
     ("a corpus of one string", lambda: lk.lm.load_corpus("books"), ValueError, "non-empty list"),
     (
         "a corpus val fraction of 1",

@@ -109,16 +109,13 @@ def test_hand_given_settings_off_the_tuning_grid(tmp_path):
     assert records["chosen alpha"]["value"] == pytest.approx(0.7)
 
 
-@pytest.mark.timeout(600)
-def test_language_model_lesson_runs_a_pretrained_pair(tmp_path):
-    """Lesson 09's section 9 (a Hub pair in the full profile) on a local pretrained pair saved with save_pretrained:
-    the same from_pretrained path, the policy steps on subword tokens, and its verdict recorded."""
-    from test_lm_train import save_tiny_causal_pair
-
-    teacher, student = save_tiny_causal_pair(tmp_path)
-    path = ROOT / "notebooks" / "09_language_model_kd.ipynb"
-    out = tmp_path / path.name
-    execute_notebook(path, out, "smoke", path.parent, HUB_TEACHER=str(teacher), HUB_STUDENT=str(student))
+def test_language_model_lesson_runs_a_pretrained_pair(smoke_run):
+    """Lesson 09's last section (a Hub pair in the full profile) on a local pretrained pair saved with
+    save_pretrained (the smoke run passes it as HUB_TEACHER / HUB_STUDENT): the same from_pretrained path, the
+    policy steps on subword tokens, and its verdict recorded."""
+    out, error = smoke_run(ROOT / "notebooks" / "09_language_model_kd.ipynb")
+    if error is not None:
+        raise error
     rec = read_records(out)["Hub pair: on-policy vs off-policy KD, KL to teacher on own samples"]
     assert (
         rec["effect"] in ("gain", "loss", "none") and rec["better"] == "lower" and math.isfinite(rec["value"])

@@ -270,7 +270,12 @@ def lm_teacher_time() -> str:
     if r is None:
         return "its one-off training time is not recorded yet"
     hw = json.loads(path.read_text())["hardware"]
-    return f"its one-off training took {r['value'] / 60:.1f} min on {hw} (`results/default/09_language_model_kd.json`)"
+    experts = rec.get("domain experts one-off training time (cached after)")
+    also = f", its three domain experts' {experts['value'] / 60:.1f} min more" if experts else ""
+    return (
+        f"its one-off training took {r['value'] / 60:.1f} min{also} on {hw} "
+        "(`results/default/09_language_model_kd.json`)"
+    )
 
 
 TABLES = {  # file -> (start marker, end marker, table builder); filled from notebooks/manifest.json only
