@@ -1,5 +1,5 @@
-"""Exercise checks for lesson 09 (language models), re-exported by ``labkit.checks``: the reverse KL over a
-padded batch, GKD's generalized JSD, and one on-policy step. Same machinery as the other checks
+"""Exercise checks for lessons 09-10 (language models), re-exported by ``labkit.checks``: the reverse KL over a
+padded batch, GKD's generalized JSD, one on-policy step, and many experts' targets mixed per window. Same machinery as the other checks
 (``check_function`` with hints for the classic mistakes, ``ExerciseError`` on a wrong answer)."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from .lm import (
     sample_divergence,
     token_kl,
 )
+from .lm_train import mixture_logits, routed_teacher_logits
 
-__all__ = ["check_generalized_jsd", "check_masked_reverse_kl", "check_on_policy_step"]
+__all__ = ["check_expert_mixture", "check_generalized_jsd", "check_masked_reverse_kl", "check_on_policy_step"]
 
 
 def _lm_case(seed: int, b: int = 3, length: int = 5, vocab: int = 7) -> tuple[torch.Tensor, ...]:
@@ -224,3 +225,42 @@ def check_on_policy_step(fn: Callable) -> None:
             f"check_on_policy_step: loss {float(out):.5f}, expected {float(expected):.5f} (seed {seed})."
         )
     print("OK  check_on_policy_step: one on-policy step matches the reference (loss and weights)")
+
+
+@refuses(mixture_logits, routed_teacher_logits)
+def check_expert_mixture(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``fn(expert_logits, weights)``: logits ``(K, N, V)`` of K experts on N positions, weights ``(N, K)`` (each
+    row sums to 1; one-hot rows route a position to one expert) -> the log-probabilities ``(N, V)`` of the
+    mixture ``sum_k weights[:, k] p_k`` (lesson 10, ``lk.lm.mixture_logits``)."""
+
+    def ref(z, w):
+        return mixture_logits([zk[:, None] for zk in z], w)[:, 0]
+
+    g = torch.Generator().manual_seed(10)
+    cases = []
+    for k, n, v, one_hot in ((3, 6, 5, False), (2, 5, 4, True), (3, 4, 6, True)):
+        z = 3.0 * torch.randn(k, n, v, generator=g)
+        if one_hot:
+            w = F.one_hot(torch.randint(0, k, (n,), generator=g), k).float()
+        else:
+            w = torch.rand(n, k, generator=g).softmax(-1)
+        cases.append((z, w))
+    check_function(
+        "check_expert_mixture",
+        fn,
+        ref,
+        cases,
+        {
+            "averaged the logits: a mixture of experts averages their PROBABILITIES (softmax each expert, weight, "
+            "sum, then log); averaged logits are a product of experts, another distribution": lambda z, w: (
+                (w.T[:, :, None] * z).sum(0).log_softmax(-1)
+            ),
+            "averaged the log-probabilities: weight the probabilities, then take the log (log of a sum, not a sum "
+            "of logs)": lambda z, w: (w.T[:, :, None] * z.log_softmax(-1)).sum(0),
+            "ignored the weights (a plain mean over the experts): each position takes its own weights, "
+            "weights[:, k] for expert k": lambda z, w: z.softmax(-1).mean(0).log(),
+            "returned probabilities: the targets are LOG-probabilities (take the log of the mixture)": lambda z, w: (
+                (w.T[:, :, None] * z.softmax(-1)).sum(0)
+            ),
+        },
+    )

@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks_lm import (  # lesson 09: language models
+from ._checks_lm import (  # lessons 09-10: language models
+    check_expert_mixture,
     check_generalized_jsd,
     check_masked_reverse_kl,
     check_on_policy_step,
 )
-from ._checks_transfer import (  # lessons 05, 06 and 10: pseudo-labels, cross-domain, the capstone's report
+from ._checks_transfer import (  # lessons 05, 06 and 11: pseudo-labels, cross-domain, the capstone's report
     check_effect,
     check_hard_label_loss,
     check_mean_std,
@@ -75,6 +76,7 @@ __all__ = [
     "check_mean_std",
     "check_multi_teacher_kd",
     "check_on_policy_step",
+    "check_expert_mixture",
     "check_prob_fusion",
     "check_prob_mse",
     "check_pseudo_label",
@@ -590,5 +592,6 @@ CHECKS: dict[str, Callable[[Callable], None]] = {
         check_masked_reverse_kl,
         check_generalized_jsd,
         check_on_policy_step,
+        check_expert_mixture,
     )
 }

@@ -42,6 +42,7 @@ __all__ = [
     "real_continuations",
     "build_gpt",
     "cached_teacher_windows",
+    "mixture_logits",
     "routed_teacher_logits",
     "teacher_logits",
     "train_lm",
@@ -376,6 +377,60 @@ def routed_teacher_logits(
         if out is None:
             out = torch.empty((len(windows), *z.shape[1:]), dtype=z.dtype)
         out[rows] = z
+    return out
+
+
+def mixture_logits(logits: Sequence[torch.Tensor], weights: Any = None, chunk: int = 256) -> torch.Tensor:
+    r"""The targets of many teachers mixed in probability space: log-probabilities of
+
+    .. math::  p(\cdot \mid x) = \sum_k \alpha_k(x)\, p_k(\cdot \mid x), \qquad \sum_k \alpha_k(x) = 1
+
+    from each teacher's logits ``(m, length, vocab)`` (``teacher_logits``), float16 like them, for ``train_lm``.
+    Its KL is lesson 08's multi-teacher loss up to a constant: the gradient of ``sum_k alpha_k KL(p_k || p_S)``
+    in the student is that of ``KL(p || p_S)``. ``weights``: ``None`` (uniform, ``1/K``), ``(K,)`` (one per
+    teacher, e.g. from their quality) or ``(m, K)`` (per window: one-hot rows route each window to one teacher,
+    ``routed_teacher_logits`` without the other teachers' forward passes); each row must sum to 1. Mixing logits
+    (or log-probabilities) instead is another model, a product of experts, not this average."""
+    if isinstance(logits, torch.Tensor) or not isinstance(logits, Sequence) or not logits:
+        raise TypeError(
+            f"logits must be a non-empty list of teacher logits (one tensor per teacher), got {type(logits).__name__}."
+        )
+    shape = tuple(logits[0].shape) if isinstance(logits[0], torch.Tensor) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or any(
+            not isinstance(z, torch.Tensor) or tuple(z.shape) != shape or not z.is_floating_point()
+            for z in logits
+        )
+    ):
+        got = [tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__ for z in logits]
+        raise ValueError(f"logits must be float tensors of one shape (windows, length, vocab), got {got}.")
+    k, m = len(logits), shape[0]
+    w = torch.full((k,), 1.0 / k) if weights is None else weights
+    try:
+        w = torch.as_tensor(w, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"weights must be numbers: ({k},) or ({m}, {k}), got {type(weights).__name__}."
+        ) from None
+    if w.shape not in ((k,), (m, k)) or not torch.isfinite(w).all() or bool((w < 0).any()):
+        raise ValueError(
+            f"weights must be ({k},) or ({m}, {k}) non-negative numbers (one per teacher, or per window and "
+            f"teacher), got shape {tuple(w.shape)}."
+        )
+    if not torch.allclose(w.sum(-1), torch.ones(()).double(), atol=1e-6):
+        raise ValueError(
+            f"each row of weights must sum to 1 (a mixture), got sums from {float(w.sum(-1).min()):.4g}."
+        )
+    w = (w.expand(m, k) if w.dim() == 1 else w).float()
+    out = torch.empty(shape, dtype=logits[0].dtype)
+    for i in range(0, m, chunk):
+        p = sum(
+            w[i : i + chunk, j, None, None] * z[i : i + chunk].float().softmax(-1)
+            for j, z in enumerate(logits)
+        )
+        out[i : i + chunk] = p.clamp_min(1e-30).log().to(out.dtype)
     return out
 
 

@@ -92,6 +92,7 @@ CORRECT = {
     "check_masked_reverse_kl": _rkl,
     "check_generalized_jsd": _jsd,
     "check_on_policy_step": _policy_step,
+    "check_expert_mixture": lambda z, w: (w.T[:, :, None] * z.softmax(-1)).sum(0).log(),
     "check_accuracy": lambda z, y: (z.argmax(1) == y).float().mean().item(),
     "check_count_parameters": lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad),
     "check_soft_targets": lambda z, T: F.softmax(z / T, dim=-1),
@@ -129,6 +130,18 @@ MISTAKES = [
         "weighted the two KL terms equally",
     ),
     ("check_generalized_jsd", lambda s, t, b: _jsd(s, t, b) * len(s), "summed over the rows"),
+    (
+        "check_expert_mixture",
+        lambda z, w: (w.T[:, :, None] * z).sum(0).log_softmax(-1),
+        "averaged the logits",
+    ),
+    (
+        "check_expert_mixture",
+        lambda z, w: (w.T[:, :, None] * z.log_softmax(-1)).sum(0),
+        "averaged the log-probabilities",
+    ),
+    ("check_expert_mixture", lambda z, w: z.softmax(-1).mean(0).log(), "ignored the weights"),
+    ("check_expert_mixture", lambda z, w: (w.T[:, :, None] * z.softmax(-1)).sum(0), "returned probabilities"),
     ("check_on_policy_step", lambda *a: _policy_step(*a, late=True), "one position late"),
     ("check_on_policy_step", lambda *a: _policy_step(*a, teacher_grad=True), "reached the teacher"),
     ("check_on_policy_step", lambda *a: _policy_step(*a, forward=True), "forward KL"),
@@ -444,6 +457,7 @@ CHEATS = {
     "check_masked_reverse_kl": 'lambda s, t, m: {ref}(s, t, m, direction="reverse")',
     "check_generalized_jsd": "lambda s, t, b: {ref}(s[:, None], t[:, None], beta=b)",
     "check_on_policy_step": "lambda st, te, gens, opt: torch.tensor({ref}(st, te, gens, opt, beta=1.0)['loss'])",
+    "check_expert_mixture": "lambda z, w: {ref}([zk[:, None] for zk in z], w)[:, 0]",
 }
 
 

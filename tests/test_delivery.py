@@ -67,12 +67,25 @@ def test_notebook_has_colab_badge_and_install_cell(path):
     assert fresh == path.read_text(), f"{path.name}: badge or install cell is stale: {fix}"
 
 
-def _run_install_cell(monkeypatch, on_colab: bool, installed: bool) -> list:
-    """Execute the install cell as IPython would, with a stand-in get_ipython recording magics."""
+def _run_install_cell(
+    monkeypatch, on_colab: bool, installed: bool, url: str | None = None, wheels=()
+) -> list:
+    """Execute the install cell as IPython would, with a stand-in get_ipython recording magics (IPython expands
+    ``{wheels[-1]}`` in a magic from the cell's variables: the stand-in records the calls with it expanded)."""
+    import glob
+
     from IPython.core.inputtransformer2 import TransformerManager
 
     calls: list = []
-    shell = types.SimpleNamespace(run_line_magic=lambda *args: calls.append(args))
+    namespace: dict = {}
+
+    def magic(name, line):
+        if "{wheels[-1]}" in line:
+            line = line.replace("{wheels[-1]}", namespace["wheels"][-1])
+        calls.append((name, line))
+
+    shell = types.SimpleNamespace(run_line_magic=magic)
+    namespace["get_ipython"] = lambda: shell
     if on_colab:
         monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     else:
@@ -80,16 +93,45 @@ def _run_install_cell(monkeypatch, on_colab: bool, installed: bool) -> list:
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: FIND_SPEC(name, *a) if installed else None
     )
-    code = TransformerManager().transform_cell(ct.install_source(ct.repo_url()))
-    exec(compile(code, "<install cell>", "exec"), {"get_ipython": lambda: shell})
+    monkeypatch.setattr(
+        glob, "glob", lambda pattern: list(wheels) if pattern == "/content/kdlab-*.whl" else []
+    )
+    code = TransformerManager().transform_cell(ct.install_source(url or ct.repo_url()))
+    exec(compile(code, "<install cell>", "exec"), namespace)
     return calls
+
+
+MOVED = "https://github.com/example-org/kd-lab"
 
 
 def test_install_cell_installs_only_on_colab_without_labkit(monkeypatch):
     assert _run_install_cell(monkeypatch, on_colab=False, installed=False) == []  # laptop, CI, papermill
     assert _run_install_cell(monkeypatch, on_colab=True, installed=True) == []  # Colab, already installed
-    (call,) = _run_install_cell(monkeypatch, on_colab=True, installed=False)
-    assert call[0] == "pip" and f"git+{ct.repo_url()}" in call[1] and "kdlab[vision]" in call[1]
+    (call,) = _run_install_cell(monkeypatch, on_colab=True, installed=False, url=MOVED)
+    assert call[0] == "pip" and f"git+{MOVED}" in call[1] and "kdlab[vision]" in call[1]
+
+
+def test_install_cell_prefers_an_uploaded_wheel(monkeypatch):
+    wheel = "/content/kdlab-0.9.0-py3-none-any.whl"
+    for url in (None, MOVED):  # the placeholder too: a wheel needs no repository
+        (call,) = _run_install_cell(monkeypatch, on_colab=True, installed=False, url=url, wheels=[wheel])
+        assert call == ("pip", f'install --quiet "{wheel}[vision]"')
+
+
+def test_install_cell_with_the_placeholder_url_says_what_to_change(monkeypatch):
+    assert "/YOUR-ORG/" in ct.repo_url()  # this repository is not published yet: its cells carry the message
+    with pytest.raises(RuntimeError) as info:
+        _run_install_cell(monkeypatch, on_colab=True, installed=False)
+    message = str(info.value)
+    for words in (
+        "placeholder",
+        ct.repo_url(),
+        "[project.urls] Repository in pyproject.toml",
+        "make badges",
+        "wheel",
+    ):
+        assert words in message, words
+    assert "raise RuntimeError" not in ct.install_source(MOVED)  # a published fork's cell just installs
 
 
 def test_repository_url_lives_in_pyproject_only_and_badges_follow_it():
@@ -109,7 +151,7 @@ def test_repository_url_lives_in_pyproject_only_and_badges_follow_it():
     assert written == ["pyproject.toml"], (
         f"the repository URL must be written only in pyproject.toml: {written}"
     )
-    moved = "https://github.com/example-org/kd-lab"
+    moved = MOVED
     for path in NOTEBOOKS:
         nb = ct.add_badges(read(path), path.name, moved)
         text = "\n".join(c.source for c in nb.cells)

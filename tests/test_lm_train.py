@@ -206,6 +206,27 @@ def test_routed_teacher_logits_take_each_window_from_its_teacher(tok, windows):
     assert torch.equal(one, want_a)  # a teacher with no window is never run
 
 
+def test_mixture_logits_average_probabilities_and_match_the_multi_teacher_loss(tok, windows):
+    g = torch.Generator().manual_seed(0)
+    z = [3 * torch.randn(6, 5, 7, generator=g) for _ in range(3)]
+    uniform = lk.lm.mixture_logits(z)
+    assert torch.allclose(uniform, torch.stack([x.softmax(-1) for x in z]).mean(0).log(), atol=1e-5)
+    route = torch.tensor([0, 2, 1, 1, 0, 2])
+    routed = lk.lm.mixture_logits(z, F.one_hot(route, 3).float())  # one-hot rows: each window's own teacher
+    assert torch.allclose(
+        routed, torch.stack([z[k][i] for i, k in enumerate(route)]).log_softmax(-1), atol=1e-5
+    )
+    # the multi-teacher loss sum_k alpha_k KL(p_k || p_S) and the KL to the mixture have one gradient
+    alpha = torch.tensor([0.2, 0.5, 0.3])
+    s1 = torch.randn(6, 5, 7, generator=g, requires_grad=True)
+    s2 = s1.detach().clone().requires_grad_(True)
+    sum(a * lk.lm.token_kl(s1, zk) for a, zk in zip(alpha, z)).backward()
+    lk.lm.token_kl(s2, lk.lm.mixture_logits(z, alpha)).backward()
+    assert torch.allclose(s1.grad, s2.grad, atol=1e-6)
+    half = lk.lm.mixture_logits([x.half() for x in z])
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), uniform, atol=2e-2)
+
+
 def test_cached_teacher_windows_generate_once(tok, windows, tmp_path, capsys):
     teacher = _gpt(tok, width=16, seed=3)
     prompts = windows[:6, :4]
@@ -506,6 +527,36 @@ BAD = [
         ),
         ValueError,
         "vocab",
+    ),
+    (
+        "mixture of one tensor, not a list",
+        lambda: lk.lm.mixture_logits(torch.zeros(2, 3, 4)),
+        TypeError,
+        "non-empty list of teacher logits",
+    ),
+    (
+        "mixture of logits of two shapes",
+        lambda: lk.lm.mixture_logits([torch.zeros(2, 3, 4), torch.zeros(2, 3, 5)]),
+        ValueError,
+        "one shape",
+    ),
+    (
+        "mixture weights that do not sum to 1",
+        lambda: lk.lm.mixture_logits([torch.zeros(2, 3, 4)] * 2, [0.5, 0.6]),
+        ValueError,
+        "sum to 1",
+    ),
+    (
+        "mixture weights of the wrong shape",
+        lambda: lk.lm.mixture_logits([torch.zeros(2, 3, 4)] * 2, [1.0]),
+        ValueError,
+        r"\(2,\) or \(2, 2\)",
+    ),
+    (
+        "mixture weights as words",
+        lambda: lk.lm.mixture_logits([torch.zeros(2, 3, 4)] * 2, ["a", "b"]),
+        ValueError,
+        "weights must be numbers",
     ),
     (
         "teacher windows from float prompts",
