@@ -46,12 +46,8 @@ lint: env
 	$(PY) -m ruff format --check labkit tests tools benchmarks
 	$(PY) tools/nbclean.py --check $(NOTEBOOKS)
 
-# Two workers (pytest-xdist): a notebook run keeps one core busy, so two run side by side. Tests that share
-# one executed notebook (conftest.smoke_run) or the student runs stay on one worker (xdist_group + loadgroup).
-# PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest
 
 format: env
 	$(PY) -m ruff format labkit tests tools benchmarks

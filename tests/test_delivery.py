@@ -282,7 +282,6 @@ def student_runs() -> dict[str, tuple[Path, BaseException | None]]:
 @pytest.mark.notebooks
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-@pytest.mark.xdist_group("student_runs")  # one worker runs each notebook once for all of them
 def test_student_version_runs_in_smoke_up_to_its_exercises(path, student_runs):
     executed, error = student_runs[path.name]
     pairs = ct.exercises(read(path))
@@ -352,7 +351,6 @@ window.addEventListener("load", function () {
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(900)
-@pytest.mark.xdist_group("smoke_run")  # one worker runs each notebook once for all of them
 def test_slides_build_and_render_offline_in_headless_chromium(smoke_run):
     """Decks from the executed smoke runs, as `make slides` builds them from build/<profile>/ (the lesson cells and
     their figures; exercises' solutions and checks are never on slides), rendered with reveal.js and MathJax from
