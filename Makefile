@@ -46,8 +46,13 @@ lint: env
 	$(PY) -m ruff format --check labkit tests tools benchmarks
 	$(PY) tools/nbclean.py --check $(NOTEBOOKS)
 
+# Two workers (pytest-xdist): a notebook run keeps one core busy, so two run side by side. Tests that share
+# one executed notebook (conftest.smoke_run) or the student runs stay on one worker (xdist_group + loadgroup).
+# Each worker's torch (and every notebook kernel it starts) gets one thread: two workers of two threads each on
+# two cores oversubscribe them and run slower than one process. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 format: env
 	$(PY) -m ruff format labkit tests tools benchmarks

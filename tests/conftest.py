@@ -80,6 +80,17 @@ def smoke_run(tmp_path_factory):
     return run
 
 
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: hand this worker's notebook run times to the controller, which prints them."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["notebook_seconds"] = dict(NOTEBOOK_SECONDS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # the controller side of pytest-xdist (a hook only it calls)
+    NOTEBOOK_SECONDS.update(getattr(node, "workeroutput", {}).get("notebook_seconds", {}))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not NOTEBOOK_SECONDS:
         return

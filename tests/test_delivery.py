@@ -257,33 +257,40 @@ def _setup_and_exercises(nb, first_solution: int):
     return trimmed
 
 
-@pytest.fixture(scope="module")
-def student_runs() -> dict[str, tuple[Path, BaseException | None]]:
-    """Each notebook's student version, setup and exercises, executed in the smoke profile: it must stop at its
-    first check (the checks take only the learner's function, never a lesson variable)."""
+@pytest.fixture(scope="session")
+def student_run():
+    """``student_run(path)``: the notebook's student version, setup and exercises, executed in the smoke profile,
+    once per session (and per pytest-xdist worker, each in its own folder): ``(executed notebook, the error or
+    None)``. It must stop at its first check (the checks take only the learner's function, never a lesson
+    variable)."""
     import papermill as pm
 
-    out = ARTIFACTS / "student"
+    out = ARTIFACTS / "student" / os.environ.get("PYTEST_XDIST_WORKER", "main")
     out.mkdir(parents=True, exist_ok=True)
-    runs = {}
-    for path in NOTEBOOKS:
-        src = out / f"{path.stem}.student.ipynb"
-        student = ct.student_version(read(path))
-        src.write_text(ct.dumps(_setup_and_exercises(student, ct.exercises(read(path))[0][0])))
-        executed, error = out / path.name, None
-        try:
-            execute_notebook(src, executed, "smoke", path.parent)
-        except pm.PapermillExecutionError as err:
-            error = err
-        runs[path.name] = (executed, error)
-    return runs
+    runs: dict[str, tuple[Path, BaseException | None]] = {}
+
+    def run(path):
+        if path.name not in runs:
+            src = out / f"{path.stem}.student.ipynb"
+            student = ct.student_version(read(path))
+            src.write_text(ct.dumps(_setup_and_exercises(student, ct.exercises(read(path))[0][0])))
+            executed, error = out / path.name, None
+            try:
+                execute_notebook(src, executed, "smoke", path.parent)
+            except pm.PapermillExecutionError as err:
+                error = err
+            runs[path.name] = (executed, error)
+        return runs[path.name]
+
+    return run
 
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_student_version_runs_in_smoke_up_to_its_exercises(path, student_runs):
-    executed, error = student_runs[path.name]
+@pytest.mark.xdist_group("student_run")  # one worker runs each notebook once for all of them
+def test_student_version_runs_in_smoke_up_to_its_exercises(path, student_run):
+    executed, error = student_run(path)
     pairs = ct.exercises(read(path))
     assert pairs, f"{path.name} has no exercises to stop at (docs/NOTEBOOKS.md, item 8)"
     first_solution, first_check = pairs[0]
@@ -351,6 +358,7 @@ window.addEventListener("load", function () {
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(900)
+@pytest.mark.xdist_group("smoke_run")  # one worker runs each notebook once for all of them
 def test_slides_build_and_render_offline_in_headless_chromium(smoke_run):
     """Decks from the executed smoke runs, as `make slides` builds them from build/<profile>/ (the lesson cells and
     their figures; exercises' solutions and checks are never on slides), rendered with reveal.js and MathJax from

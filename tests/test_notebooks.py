@@ -73,6 +73,7 @@ def test_comparisons_go_through_the_engine(path):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.xdist_group("smoke_run")  # one worker runs each notebook once for all of them
 def test_notebook_runs_under_papermill_smoke(path, smoke_run):
     executed, error = smoke_run(path)  # its time is reported at the end of the log, not asserted
     if error is not None:
@@ -109,6 +110,7 @@ def test_hand_given_settings_off_the_tuning_grid(tmp_path):
     assert records["chosen alpha"]["value"] == pytest.approx(0.7)
 
 
+@pytest.mark.xdist_group("smoke_run")  # one worker runs each notebook once for all of them
 def test_language_model_lesson_runs_a_pretrained_pair(smoke_run):
     """Lesson 09's last section (a Hub pair in the full profile) on a local pretrained pair saved with
     save_pretrained (the smoke run passes it as HUB_TEACHER / HUB_STUDENT): the same from_pretrained path, the
