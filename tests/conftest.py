@@ -33,8 +33,10 @@ def shared_data_dir(required: str):
 
 def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
     """Run a notebook under papermill as the course runner does: ``PROFILE`` (and any other ``parameters``)
-    injected, run from ``cwd``."""
+    injected, run from ``cwd``. The kernel talks over IPC (tests/kernel_ipc.py: two xdist workers starting kernels
+    at once can be handed the same TCP ports), and a cell that runs 10 minutes fails naming that cell."""
     import papermill as pm
+    from kernel_ipc import ipc_config
 
     pm.execute_notebook(
         str(source),
@@ -43,6 +45,8 @@ def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
         cwd=str(cwd),
         kernel_name="python3",
         progress_bar=False,
+        execution_timeout=600,
+        config=ipc_config(),
     )
 
 

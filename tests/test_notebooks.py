@@ -127,7 +127,9 @@ def test_language_model_lesson_runs_a_pretrained_pair(smoke_run):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_nbval_expectations(path):
-    env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg")
+    # -p kernel_ipc: nbval's kernel over IPC, as every kernel in this suite (tests/kernel_ipc.py)
+    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg", PYTHONPATH=pythonpath)
     cmd = [
         sys.executable,
         "-m",
@@ -135,6 +137,8 @@ def test_nbval_expectations(path):
         "-q",
         "-p",
         "no:cacheprovider",
+        "-p",
+        "kernel_ipc",
         "--nbval-lax",
         "--nbval-current-env",
     ]
@@ -154,3 +158,31 @@ def test_notebook_default_profile_completes_offline(path, tmp_path, monkeypatch)
     execute_notebook(path, out, "default", path.parent)
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
     assert "DATASET FALLBACK" in text, f"{path.name}: the fallback must be announced in the notebook's output"
+
+
+def test_suite_kernels_talk_over_ipc(tmp_path):
+    """Both ways this suite starts kernels (papermill via conftest, nbval via the kernel_ipc plugin) give kernels
+    on Unix sockets at an absolute address of their own (tests/kernel_ipc.py: no TCP port race between workers)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import os, ipykernel\n"
+            "info = ipykernel.get_connection_info(unpack=True)\n"
+            "assert info['transport'] == 'ipc' and os.path.isabs(info['ip']), info\n"
+            "print(info['ip'])"
+        )
+    ]
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    execute_notebook(tmp_path / "probe.ipynb", tmp_path / "ran.ipynb", "smoke", tmp_path)
+    first = nbformat.read(tmp_path / "ran.ipynb", as_version=4).cells[-1].outputs[0]["text"].strip()
+    execute_notebook(tmp_path / "probe.ipynb", tmp_path / "again.ipynb", "smoke", tmp_path)
+    second = nbformat.read(tmp_path / "again.ipynb", as_version=4).cells[-1].outputs[0]["text"].strip()
+    assert first != second, "two kernels were given the same socket address"
+    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "kernel_ipc", "--nbval-lax",
+         "--nbval-current-env", "probe.ipynb"],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=pythonpath), capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
