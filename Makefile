@@ -13,7 +13,7 @@ SLIDES_NPM := reveal.js@5.2.1 mathjax@3.2.2
 EXECUTED = $(patsubst notebooks/%,build/$(PROFILE)/%,$(NOTEBOOKS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: verdict-rule results help env course test lint format clean-notebooks lab clean readme-table bench student slides slides-vendor badges
+.PHONY: verdict-rule results help env course test lint format clean-notebooks lab clean readme-table bench student otter slides slides-vendor badges
 .DELETE_ON_ERROR:
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make test                                 lint + tests (what CI runs)"
 	@echo "make lab                                  open JupyterLab on notebooks/"
 	@echo "make student                              student versions (solutions blanked) + nbgrader sources in build/"
+	@echo "make otter                                otter-grader student notebooks + autograder zips in build/otter/"
 	@echo "make slides [PROFILE=smoke|default]       a reveal.js deck per notebook in slides/ (offline, needs npm)"
 	@echo "make badges                               rewrite Colab badges + install cells from pyproject's URL"
 	@echo "make results PROFILE=full                 run + record every notebook, write results/REFERENCE.md (GPU)"
@@ -76,6 +77,10 @@ verdict-rule: env
 student: env
 	$(PY) tools/course_tools.py student $(NOTEBOOKS)
 	$(PY) tools/course_tools.py student --nbgrader $(NOTEBOOKS)
+
+# otter-grader: per notebook a student notebook and an autograder zip (docs/INSTRUCTORS.md, How to grade)
+otter: env
+	$(PY) tools/course_tools.py otter $(NOTEBOOKS)
 
 badges: env
 	$(PY) tools/course_tools.py badges $(NOTEBOOKS)

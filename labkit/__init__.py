@@ -79,7 +79,9 @@ from .nbtools import (
     read_records,
     record,
     redact_local_paths,
+    run_records,
     show_source,
+    use_records,
 )
 from .plotting import (
     plot_attention_maps,

@@ -54,6 +54,7 @@ from .losses import (
 from .metrics import accuracy, agreement
 from .models import count_parameters
 from .multiteacher import AccuracyWeights, _fuse_prob, fuse_teachers, multi_teacher_kd_loss
+from .reading import check_reading  # lessons 02-11: reading the run's own results
 
 __all__ = [
     "AT_CONVENTIONS",
@@ -73,6 +74,7 @@ __all__ = [
     "check_kd_loss",
     "check_labelled_ce",
     "check_masked_reverse_kl",
+    "check_reading",
     "check_mean_std",
     "check_multi_teacher_kd",
     "check_on_policy_step",

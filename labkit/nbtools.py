@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ __all__ = [
     "read_records",
     "record",
     "redact_local_paths",
+    "run_records",
     "show_source",
+    "use_records",
 ]
 
 # Key results travel inside the executed notebook (papermill/scrapbook-style): one display output per record
@@ -151,6 +155,7 @@ def record(name: str, value: Any, unit: str = "", headline: bool = False) -> Non
     else:
         rec = {"name": name.strip(), "value": _number(value, f"record {name!r}: value"), "unit": unit}
     rec["headline"] = headline
+    _RUN_RECORDS[rec["name"]] = {k: v for k, v in rec.items() if k != "name"}
     value_text, interval, shows = describe_record(rec)
     text = f"recorded  {rec['name']}: {value_text}" + (f" ({interval}: {shows})" if shows else "")
     try:
@@ -165,6 +170,50 @@ def record(name: str, value: Any, unit: str = "", headline: bool = False) -> Non
         display({RECORD_MIME: rec, "text/plain": text}, raw=True)
     else:
         print(text)
+
+
+_RUN_RECORDS: dict[str, dict] = {}  # what lk.record recorded in this process, by name (the last value wins)
+
+
+def run_records() -> dict[str, dict]:
+    """The records this kernel made with ``lk.record``, by name (a copy): what the reading exercises
+    (``lk.checks.check_reading``) grade against. Each is a dict with ``value`` and ``unit`` and, for a
+    comparison, its ``effect``, interval (``low``, ``high``), ``better``, arms ``a`` and ``b``, ``metric``."""
+    import copy
+
+    return copy.deepcopy(_RUN_RECORDS)
+
+
+def use_records(source: Any) -> dict[str, dict]:
+    """Replace this kernel's records by those of ``source``: a results file (``results/<profile>/<notebook>.json``),
+    an executed notebook, or a dict name -> record. For grading reading answers against a recorded run, as the
+    tests do with ``results/default/``. Returns the records now in use."""
+    if isinstance(source, Mapping):
+        found = dict(source)
+    elif isinstance(source, (str, os.PathLike)) and str(source).endswith(".json"):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"source {path} does not exist: pass a results/<profile>/<notebook>.json file."
+            )
+        try:
+            found = json.loads(path.read_text())["records"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"source {path} is not a results file (a JSON object with a 'records' entry), as `make results` "
+                "writes."
+            ) from None
+    elif isinstance(source, (str, os.PathLike)) or hasattr(source, "cells"):
+        found = read_records(source)
+    else:
+        raise TypeError(
+            f"source must be a results .json file, an executed notebook or a dict, got {type(source).__name__}."
+        )
+    if not all(isinstance(k, str) and isinstance(v, Mapping) and "value" in v for k, v in found.items()):
+        raise ValueError("source: every record must be a dict with a 'value', keyed by its name.")
+    _RUN_RECORDS.clear()
+    _RUN_RECORDS.update({k: dict(v) for k, v in found.items()})
+    return run_records()
 
 
 def describe_record(rec: dict) -> tuple[str, str, str]:

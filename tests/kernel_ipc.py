@@ -6,8 +6,8 @@ that at the same moment can be handed the same port (a known race: papermill#511
 to start or, worse, a client waits for replies that go elsewhere, until pytest's timeout. Unix sockets named by a
 folder that only this kernel uses cannot collide.
 
-Used by ``conftest.execute_notebook`` (papermill) and, as a pytest plugin (``-p kernel_ipc``), by the nbval
-subprocesses, whose kernels nbval starts itself.
+Used by ``conftest.execute_notebook`` (papermill's config), and through ``patch()`` by the nbval subprocesses
+(as a pytest plugin, ``-p kernel_ipc``) and the otter-grader runs, whose kernels those tools start themselves.
 """
 
 from __future__ import annotations
@@ -37,14 +37,25 @@ def ipc_config():
     return cfg
 
 
-def pytest_configure(config):
-    """As a plugin of an nbval run: nbval builds its ``KernelManager`` itself, without a config, so the name its
-    ``start_new_kernel`` looks up is pointed at a subclass that sets the transport and a fresh address."""
-    import nbval.kernel as nbk
+def patch() -> None:
+    """Every ``jupyter_client`` kernel manager made in this process from now on uses IPC at a fresh address
+    (unless its caller sets ``transport`` or ``ip``): for the kernels that nbval and otter-grader start
+    themselves, with no config to pass."""
     from jupyter_client.manager import KernelManager
 
-    class IPCKernelManager(KernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(transport="ipc", ip=ipc_address(), **kwargs)
+    if getattr(KernelManager.__init__, "ipc_patched", False):
+        return
+    plain = KernelManager.__init__
 
-    nbk.KernelManager = IPCKernelManager
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("transport", "ipc")
+        kwargs.setdefault("ip", ipc_address())
+        plain(self, *args, **kwargs)
+
+    __init__.ipc_patched = True
+    KernelManager.__init__ = __init__
+
+
+def pytest_configure(config):
+    """As a plugin of an nbval run (``-p kernel_ipc``): nbval's kernels over IPC."""
+    patch()

@@ -191,6 +191,11 @@ def test_notebook_ends_with_checked_exercises(path):
 def test_each_check_fails_on_the_blank_with_its_hint_and_passes_on_the_solution(path):
     nb = read(path)
     solved, blank = {"lk": lk}, {"lk": lk}  # exercises run in order: a later one may use an earlier one
+    recorded = ROOT / "results" / "default" / f"{path.stem}.json"
+    if (
+        recorded.is_file()
+    ):  # the reading exercise grades against a run's records: here, the recorded default run
+        lk.use_records(recorded)
     pairs = ct.exercises(nb)
     assert pairs, f"{path.name} has no exercises (docs/NOTEBOOKS.md, item 8)"
     for i, j in pairs:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import html
 import json
 import re
@@ -213,6 +214,99 @@ def nbgrader_version(nb, stem: str):
             "points": 1,
         }  # fmt: skip
     return nb
+
+
+OTTER_CONFIG = """# ASSIGNMENT CONFIG
+name: {stem}
+requirements: null
+export_cell: false
+check_all_cell: false
+init_cell: false
+run_tests: false
+tests:
+  ok_format: false
+generate:
+  pdf: false
+  show_stdout: true
+  show_hidden: true
+"""
+
+
+def _otter_test(check, stem: str, k: int):
+    """The check cell as an exception-based otter test: a function whose parameters are the notebook names the
+    check uses (otter passes them from the graded notebook's globals); it passes when the check does not raise,
+    and a failing check's message (its hint) is what otter shows."""
+    import ast
+
+    names = sorted({n.id for n in ast.walk(ast.parse(check.source)) if isinstance(n, ast.Name)})
+    body = "\n".join("    " + line for line in check.source.strip().splitlines())
+    name = re.sub(r"\W", "_", f"test_{stem}_ex{k}")
+    return nbformat.v4.new_code_cell(f"def {name}({', '.join(names)}):\n{body}")
+
+
+OTTER_INIT = """# Otter-Grader grades this assignment (on Colab it is installed here when missing). Run this cell first.
+import importlib.util
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("otter") is None:
+    %pip install --quiet otter-grader
+import otter
+
+grader = otter.Notebook("{name}")"""
+
+
+def otter_version(nb, stem: str):
+    """The source notebook as an Otter Assign master notebook (otter-grader's format, in raw cells): each
+    checked exercise a question worth one point, its prompt, its solution (nbgrader's ``### BEGIN SOLUTION``
+    markers read by otter as ``# BEGIN SOLUTION``) and its check as the question's one test (``_otter_test``).
+    The cell that starts the grader comes right after the Colab install cell, so on Colab labkit and
+    otter-grader are installed before it runs. ``otter assign`` turns the master into the student notebook and
+    the autograder zip that ``otter run`` grades with, without containers (docs/INSTRUCTORS.md)."""
+    nb = clean(nb)
+    pairs = exercises(nb)
+    if not pairs:
+        raise ValueError(f"{stem} has no checked exercises to grade (docs/NOTEBOOKS.md, item 8).")
+    raw = nbformat.v4.new_raw_cell
+    install = _tagged(nb, INSTALL_TAG)
+    at = nb.cells.index(install) + 1 if install is not None else 0
+    init = nbformat.v4.new_code_cell(OTTER_INIT.format(name=f"{stem}.ipynb"))
+    cells, done = [raw(OTTER_CONFIG.format(stem=stem))], 0
+    for k, (i, j) in enumerate(pairs, start=1):
+        prompt = max((p for p in range(done, i) if nb.cells[p].cell_type == "markdown"), default=None)
+        cells += nb.cells[done : prompt if prompt is not None else i]
+        solution = copy.deepcopy(nb.cells[i])
+        solution.source = solution.source.replace(BEGIN, "# BEGIN SOLUTION").replace(END, "# END SOLUTION")
+        cells += [raw(f"# BEGIN QUESTION\nname: {stem}-ex{k}\npoints: 1")]
+        cells += [nb.cells[prompt]] if prompt is not None else []
+        cells += [raw("# BEGIN SOLUTION"), solution, raw("# END SOLUTION")]
+        cells += [raw("# BEGIN TESTS"), _otter_test(nb.cells[j], stem, k), raw("# END TESTS")]
+        cells += [raw("# END QUESTION")]
+        done = j + 1
+    cells += nb.cells[done:]
+    cells.insert(at + 1, init)  # after the config cell and the lesson's cells up to its install cell
+    nb.cells = cells
+    return nb
+
+
+def cmd_otter(notebooks: list[Path], out: Path) -> int:
+    """For each notebook: the Otter Assign master in ``out/source/<stem>/``, then ``otter assign`` into
+    ``out/<stem>/``: ``student/<stem>.ipynb`` (to hand out) and ``autograder/<stem>-autograder_*.zip``
+    (``otter run -a <zip> <submission>`` grades a submission where the course's environment is installed)."""
+    import subprocess
+
+    for path in notebooks:
+        master = out / "source" / path.stem / path.name
+        master.parent.mkdir(parents=True, exist_ok=True)
+        master.write_text(dumps(otter_version(nbformat.read(path, as_version=4), path.stem)))
+        dist = out / path.stem
+        shutil.rmtree(dist, ignore_errors=True)
+        cmd = [sys.executable, "-m", "otter", "assign", str(master), str(dist)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout[-3000:] + proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"otter assign failed on {master} (exit code {proc.returncode}).")
+        print(f"{path} -> {dist}/student/{path.name}, {dist}/autograder/")
+    return 0
 
 
 def cmd_student(notebooks: list[Path], out: Path, nbgrader: bool) -> int:
@@ -491,6 +585,11 @@ def main(argv=None) -> int:
     s = sub.add_parser("student", help="student versions (solutions blanked), or nbgrader source notebooks")
     s.add_argument("--out", type=Path)
     s.add_argument("--nbgrader", action="store_true", help="write nbgrader source notebooks instead")
+    o = sub.add_parser(
+        "otter", help="otter-grader: student notebook + autograder zip per notebook (otter assign)"
+    )
+    o.add_argument("notebooks", nargs="+", type=Path)
+    o.add_argument("--out", type=Path, default=ROOT / "build" / "otter")
     d = sub.add_parser("slides", help="a reveal.js deck per notebook, readable offline")
     d.add_argument("--out", type=Path, default=ROOT / "slides")
     d.add_argument("--vendor", type=Path, default=VENDOR_DIR)
@@ -508,6 +607,8 @@ def main(argv=None) -> int:
     if args.command == "student":
         out = args.out or ROOT / "build" / ("nbgrader" if args.nbgrader else "student")
         return cmd_student(args.notebooks, out, args.nbgrader)
+    if args.command == "otter":
+        return cmd_otter(args.notebooks, args.out)
     return cmd_slides(args.notebooks, args.out, args.vendor)
 
 
