@@ -23,6 +23,7 @@ help:
 	@echo "make student                              student versions (solutions blanked) + nbgrader sources in build/"
 	@echo "make otter                                otter-grader student notebooks + autograder zips in build/otter/"
 	@echo "make slides [PROFILE=smoke|default]       a reveal.js deck per notebook in slides/ (offline, needs npm)"
+	@echo "make site [PROFILE=default]               the course website, offline: build/site/html/index.html"
 	@echo "make badges                               rewrite Colab badges + install cells from pyproject's URL"
 	@echo "make results PROFILE=full                 run + record every notebook, write results/REFERENCE.md (GPU)"
 	@echo "make bench                                timing benchmarks -> results/BENCH.md (~2-3 min on 2 CPU cores)"
@@ -98,6 +99,20 @@ build/$(PROFILE)/%.ipynb: notebooks/%.ipynb | env
 
 slides: env slides-vendor $(EXECUTED)
 	$(PY) tools/course_tools.py slides --out slides --vendor $(SLIDES_VENDOR)/node_modules $(EXECUTED)
+
+# The course website (tools/course_site.py): the executed notebooks of SITE_PROFILE (default unless PROFILE is given on the
+# command line), each lesson's student version, slide deck, results digest and run time, and the docs; Sphinx +
+# MyST-NB from PyPI, MathJax served from the build, nothing fetched when it is viewed. Decks need npm (slides-vendor);
+# without it the site builds without them.
+SITE_PROFILE ?= $(if $(filter command line,$(origin PROFILE)),$(PROFILE),default)
+SITE_EXECUTED = $(patsubst notebooks/%,build/$(SITE_PROFILE)/%,$(NOTEBOOKS))
+.PHONY: site
+build/$(SITE_PROFILE)/%.ipynb: notebooks/%.ipynb | env
+	$(PY) tools/run_course.py --profile $(SITE_PROFILE) $<
+
+site: env $(SITE_EXECUTED)
+	@command -v npm >/dev/null && $(MAKE) -s slides-vendor || echo "site: building it without slide decks (they need npm: make slides-vendor)"
+	$(PY) tools/course_site.py --profile $(SITE_PROFILE) --executed build/$(SITE_PROFILE) --out build/site
 
 readme-table: env
 	$(PY) tools/run_course.py --readme-only

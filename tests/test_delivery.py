@@ -319,6 +319,22 @@ def test_student_version_runs_in_smoke_up_to_its_exercises(path, student_run):
     ], "the student version changes only the exercises"
 
 
+def render_problems(report: dict, executed, raw_tex: list) -> list[str]:
+    """What a browser probe's ``report`` of a page built from ``executed`` shows wrong (the slide and site tests):
+    math not typeset although the notebook has some, MathJax errors, ``raw_tex`` left untypeset, images that did
+    not load, figures missing although the notebook has some."""
+    has_math = any(c.cell_type == "markdown" and "$" in c.source for c in executed.cells)
+    has_figures = any("image/png" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
+    wrong = [
+        "math not typeset" if has_math and report["math"] == 0 else "",
+        f"{report['math_errors']} MathJax errors" if report["math_errors"] else "",
+        f"math left as TeX: {raw_tex[:3]}" if raw_tex else "",
+        f"images not loaded: {report['broken'][:3]}" if report["broken"] else "",
+        "figures missing" if has_figures and report["images"] == 0 else "",
+    ]
+    return [w for w in wrong if w]
+
+
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
@@ -381,7 +397,7 @@ def test_slides_build_and_render_offline_in_headless_chromium(smoke_run):
     executed = [path for path, _ in runs]
     ct.cmd_slides(executed, out, ct.VENDOR_DIR)
     problems = {}
-    for path, run in zip(NOTEBOOKS, executed):
+    for run in executed:
         deck = out / f"{run.stem}.html"
         probe = deck.with_name(f"{run.stem}.probe.html")
         probe.write_text(deck.read_text().replace("</body>", PROBE + "\n</body>"))
@@ -390,20 +406,10 @@ def test_slides_build_and_render_offline_in_headless_chromium(smoke_run):
         assert found, f"{deck.name}: no render report (chromium rc {proc.returncode}): {proc.stderr[-2000:]}"
         report = json.loads(found.group(1))
         (out / f"{run.stem}.report.json").write_text(json.dumps(report, indent=1))
-        has_math = any(c.cell_type == "markdown" and "$" in c.source for c in read(path).cells)
-        has_figures = any(
-            "image/png" in o.get("data", {}) for c in read(run).cells for o in c.get("outputs", [])
-        )
-        wrong = [
-            "fewer than 3 slides" if report["slides"] < 3 else "",
-            "math not typeset" if has_math and report["math"] == 0 else "",
-            f"{report['math_errors']} MathJax errors" if report["math_errors"] else "",
-            f"raw TeX left: {report['raw_math'][:3]}" if report["raw_math"] else "",
-            f"broken images: {report['broken']}" if report["broken"] else "",
-            "figures missing" if has_figures and report["images"] == 0 else "",
-        ]
-        if any(wrong):
-            problems[deck.name] = [w for w in wrong if w]
+        wrong = ["fewer than 3 slides"] if report["slides"] < 3 else []
+        wrong += render_problems(report, read(run), report["raw_math"])
+        if wrong:
+            problems[deck.name] = wrong
     assert not problems, problems
     shot = out / "screenshot_01_title.png"
     deck = out / "01_soft_targets.html"
