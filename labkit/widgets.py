@@ -15,7 +15,6 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-from IPython.display import display
 
 from ._validate import check_temperature
 from .plotting import (
@@ -46,6 +45,18 @@ def softened_table(
     )
     table["entropy"] = entropy
     return table
+
+
+def _show(out: widgets.Output, lines: list[str], fig: Any) -> None:
+    """Make ``out`` show ``lines`` and then ``fig``, by setting the widget's ``outputs`` (its state), not by
+    capturing printed output into it (``with out:`` and ``clear_output(wait=True)``). A headless runner
+    (papermill, nbconvert, an autograder) answers captured output by sending the widget's new state back to the
+    kernel while the cell runs, and that exchange can leave the cell waiting forever (nbclient#312,
+    nbconvert#2029): this course's CI saw it. A live notebook shows the same thing either way."""
+    out.outputs = ()
+    if lines:
+        out.append_stdout("\n".join(lines) + "\n")
+    out.append_display_data(fig)
 
 
 def temperature_explorer(
@@ -80,14 +91,11 @@ def temperature_explorer(
 
     def redraw(t: float) -> None:
         _, probs, entropy = _softened(z, (t,))  # (1, K), (1,)
-        fig = plot_temperature(z, (t,), names)
-        with out:
-            out.clear_output(wait=True)
-            print(
-                f"T = {t:.2f}: entropy {entropy[0]:.3f} nats (uniform: ln K = {max_entropy:.3f}); "
-                f"top class {names[probs[0].argmax()]!r} has p = {probs[0].max():.3f}"
-            )
-            display(fig)
+        line = (
+            f"T = {t:.2f}: entropy {entropy[0]:.3f} nats (uniform: ln K = {max_entropy:.3f}); "
+            f"top class {names[probs[0].argmax()]!r} has p = {probs[0].max():.3f}"
+        )
+        _show(out, [line], plot_temperature(z, (t,), names))
 
     slider.observe(lambda change: redraw(change["new"]), names="value")
     redraw(start)
@@ -153,14 +161,13 @@ def teacher_mixer(
         raw = [s.value for s in sliders]
         weights = raw if sum(raw) > 0 else None  # all sliders at 0: uniform, said so below
         table = mixer_table(z[example.value], weights, names, tnames, temperature)
-        with out:
-            out.clear_output(wait=True)
-            for space, what in _SPACES.items():
-                row = table.loc[f"fused ({space})", names]
-                print(f"{what}: top class {row.idxmax()!r} with p = {row.max():.3f}")
-            if weights is None:
-                print("every weight is 0: showing uniform weights")
-            display(plot_teacher_mix(z[example.value], weights, names, tnames, temperature))
+        lines = []
+        for space, what in _SPACES.items():
+            row = table.loc[f"fused ({space})", names]
+            lines.append(f"{what}: top class {row.idxmax()!r} with p = {row.max():.3f}")
+        if weights is None:
+            lines.append("every weight is 0: showing uniform weights")
+        _show(out, lines, plot_teacher_mix(z[example.value], weights, names, tnames, temperature))
 
     for w in (example, *sliders):
         w.observe(redraw, names="value")

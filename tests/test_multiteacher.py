@@ -394,6 +394,8 @@ def test_teacher_mixer_builds_and_redraws():
     example.value = 1
     sliders.children[0].value = 0.0
     sliders.children[1].value = 0.0  # all zero: falls back to uniform, no error
+    assert [o["output_type"] for o in out.outputs] == ["stream", "display_data"]
+    assert "every weight is 0: showing uniform weights" in out.outputs[0]["text"] and out.msg_id == ""
     fig = lk.plot_teacher_mix(stack[1], [1, 0], list("abcd"))
     assert fig.axes[0].get_title() and fig.axes[0].get_ylabel()
     with pytest.raises(ValueError, match="stack"):

@@ -126,8 +126,12 @@ def test_temperature_explorer_builds_and_redraws():
     slider, out = box.children
     assert isinstance(slider, widgets.FloatLogSlider) and isinstance(out, widgets.Output)
     assert slider.value == pytest.approx(1.0)  # starts at the plain softmax
+    assert [o["output_type"] for o in out.outputs] == ["stream", "display_data"]
+    assert out.outputs[0]["text"].startswith("T = 1.00: entropy")
     slider.value = 4.0  # triggers a redraw
     assert slider.value == pytest.approx(4.0)
+    assert len(out.outputs) == 2 and out.outputs[0]["text"].startswith("T = 4.00: entropy")
+    assert out.msg_id == "", "drawn through the widget's state, never by capturing output (widgets._show)"
     with pytest.raises(ValueError, match="low < high"):
         temperature_explorer(LOGITS, temperatures=(5, 2))
     with pytest.raises(ValueError, match="one example"):
