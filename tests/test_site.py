@@ -86,9 +86,12 @@ def built(smoke_run, tmp_path_factory):
     executed = tmp_path_factory.mktemp("site_executed")
     for path, _ in runs:
         shutil.copyfile(path, executed / path.name)
-    out = ARTIFACTS / "site"
+    out = tmp_path_factory.mktemp("site") / "site"  # a folder of its own: no other test can touch the build
     index = site.build("smoke", executed, out)
     assert index == out / "html" / "index.html" and index.is_file()
+    kept = ARTIFACTS / "site"  # a copy for a look after the run
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(out / "html", kept)
     return out / "html", {p.stem: executed / p.name for p in NOTEBOOKS}
 
 
@@ -259,7 +262,7 @@ def test_site_renders_offline_in_headless_chromium(built):
         )  # index, findings
         if wrong:
             problems[name] = wrong
-    (html.parent / "render-reports.json").write_text(json.dumps(reports, indent=1))
+    (ARTIFACTS / "site-render-reports.json").write_text(json.dumps(reports, indent=1))
     assert not problems, problems
     assert reports["01_soft_targets"]["math"] > 0, "lesson 01's math ($T^2$, the softmax with temperature)"
 
