@@ -33,10 +33,12 @@ def shared_data_dir(required: str):
 
 def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
     """Run a notebook under papermill as the course runner does: ``PROFILE`` (and any other ``parameters``)
-    injected, run from ``cwd``. The kernel talks over IPC (tests/kernel_ipc.py: two xdist workers starting kernels
-    at once can be handed the same TCP ports), and a cell that runs 10 minutes fails naming that cell."""
+    injected, run from ``cwd``. The kernel talks over IPC (tests/kernel_ipc.py), and a cell that runs 10 minutes
+    fails naming that cell."""
+    import kernel_ipc
     import papermill as pm
-    from kernel_ipc import ipc_config
+
+    kernel_ipc.patch()
 
     pm.execute_notebook(
         str(source),
@@ -46,7 +48,6 @@ def execute_notebook(source, out, profile: str, cwd, **parameters) -> None:
         kernel_name="python3",
         progress_bar=False,
         execution_timeout=600,
-        config=ipc_config(),
     )
 
 

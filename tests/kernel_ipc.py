@@ -2,17 +2,19 @@
 
 ``make test`` runs on two pytest-xdist workers, so two kernels often start at once. Over TCP, jupyter_client picks
 each kernel's five ports by binding port 0 and releasing it before the kernel binds them, and two processes doing
-that at the same moment can be handed the same port (a known race: papermill#511, nbmake#129): a kernel then fails
-to start or, worse, a client waits for replies that go elsewhere, until pytest's timeout. Unix sockets named by a
-folder that only this kernel uses cannot collide.
+that at the same moment can be handed the same port (a known race: papermill#511, nbmake#129). Unix sockets named
+by a folder that only this kernel uses cannot collide. A safeguard: the hang CI saw was not this race but a widget
+(labkit/widgets.py, ``_show``).
 
-Used by ``conftest.execute_notebook`` (papermill's config), and through ``patch()`` by the nbval subprocesses
-(as a pytest plugin, ``-p kernel_ipc``) and the otter-grader runs, whose kernels those tools start themselves.
+``patch()`` applies it to every kernel a process starts: conftest calls it for the papermill runs, the nbval
+subprocesses load this module as a pytest plugin (``-p kernel_ipc``), the otter-grader runs call it before otter's
+CLI; ``env()`` is the environment that lets those subprocesses import it.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,14 +29,11 @@ def ipc_address() -> str:
     return str(Path(folder) / "k")
 
 
-def ipc_config():
-    """Config for a ``NotebookClient`` (papermill passes it through) whose kernel manager uses IPC."""
-    from traitlets.config import Config
-
-    cfg = Config()
-    cfg.KernelManager.transport = "ipc"
-    cfg.KernelManager.ip = ipc_address()
-    return cfg
+def env(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, with tests/ on ``PYTHONPATH``: a subprocess can then load
+    this module (``-p kernel_ipc``, ``import kernel_ipc``)."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, **extra, PYTHONPATH=path)
 
 
 def patch() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import kernel_ipc
 import nbformat
 import pytest
 from conftest import execute_notebook
@@ -128,8 +128,7 @@ def test_language_model_lesson_runs_a_pretrained_pair(smoke_run):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_nbval_expectations(path):
     # -p kernel_ipc: nbval's kernel over IPC, as every kernel in this suite (tests/kernel_ipc.py)
-    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg", PYTHONPATH=pythonpath)
+    env = kernel_ipc.env(LABKIT_PROFILE="smoke", MPLBACKEND="Agg")
     cmd = [
         sys.executable,
         "-m",
@@ -162,7 +161,7 @@ def test_notebook_default_profile_completes_offline(path, tmp_path, monkeypatch)
 
 def test_suite_kernels_talk_over_ipc(tmp_path):
     """Both ways this suite starts kernels (papermill via conftest, nbval via the kernel_ipc plugin) give kernels
-    on Unix sockets at an absolute address of their own (tests/kernel_ipc.py: no TCP port race between workers)."""
+    on Unix sockets at an absolute address of their own (tests/kernel_ipc.py)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
@@ -179,10 +178,9 @@ def test_suite_kernels_talk_over_ipc(tmp_path):
     execute_notebook(tmp_path / "probe.ipynb", tmp_path / "again.ipynb", "smoke", tmp_path)
     second = nbformat.read(tmp_path / "again.ipynb", as_version=4).cells[-1].outputs[0]["text"].strip()
     assert first != second, "two kernels were given the same socket address"
-    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "kernel_ipc", "--nbval-lax",
          "--nbval-current-env", "probe.ipynb"],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=pythonpath), capture_output=True, text=True,
+        cwd=tmp_path, env=kernel_ipc.env(), capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -7,11 +7,11 @@ the report, the solution scores full marks."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import kernel_ipc
 import nbformat
 import pytest
 
@@ -26,8 +26,7 @@ OTTER = "import sys, kernel_ipc; kernel_ipc.patch(); from otter.cli import cli; 
 
 
 def otter(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, LABKIT_PROFILE="smoke", MPLBACKEND="Agg", PYTHONPATH=pythonpath)
+    env = kernel_ipc.env(LABKIT_PROFILE="smoke", MPLBACKEND="Agg")
     return subprocess.run(
         [sys.executable, "-c", OTTER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
